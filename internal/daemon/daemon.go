@@ -1,0 +1,204 @@
+// Package daemon wires Moat together: it opens the store, builds the event
+// bus, the operation manager and the route table, and serves the listeners.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"sync"
+	"time"
+
+	"github.com/moat/moat/internal/audit"
+	"github.com/moat/moat/internal/authn"
+	"github.com/moat/moat/internal/authz"
+	"github.com/moat/moat/internal/endpoint"
+	"github.com/moat/moat/internal/event"
+	"github.com/moat/moat/internal/identity"
+	"github.com/moat/moat/internal/operation"
+	"github.com/moat/moat/internal/route"
+	"github.com/moat/moat/internal/store"
+)
+
+// Version is the daemon's version string.
+const Version = "0.1.0"
+
+// Config is how moatd was started.
+type Config struct {
+	// StateDir holds the database, the socket and the keys.
+	StateDir string
+	// Group is the admin group: its members get full control over the
+	// unix socket.
+	Group string
+	// Log is the daemon's logger; the daemon also turns its records into
+	// logging events.
+	LogHandler slog.Handler
+}
+
+// Daemon is a running moatd.
+type Daemon struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *store.Store
+	bus    *event.Bus
+	ops    *operation.Manager
+	router *route.Router
+	audit  *audit.Log
+	env    environment
+	unix   authn.Unix
+
+	lock     *os.File
+	server   *http.Server
+	listener net.Listener
+
+	mu           sync.RWMutex
+	serverConfig map[string]string
+}
+
+// New prepares a daemon: state dir, lock, store, services. It does not
+// listen yet.
+func New(ctx context.Context, cfg Config) (d *Daemon, err error) {
+	grp, err := user.LookupGroup(cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("admin group %q does not exist (create it with: groupadd %s): %w", cfg.Group, cfg.Group, err)
+	}
+	gid, _ := strconv.Atoi(grp.Gid)
+
+	// Everything the daemon creates (database, WAL, keys, logs) is private
+	// unless it says otherwise (the socket does).
+	syscall.Umask(0o077)
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	// Others may traverse (to reach the socket) but never list or read.
+	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
+		return nil, err
+	}
+	if err := os.Chown(cfg.StateDir, 0, 0); err != nil {
+		return nil, err
+	}
+	lock, err := endpoint.Lock(filepath.Join(cfg.StateDir, ".lock"))
+	if errors.Is(err, endpoint.ErrLocked) {
+		return nil, fmt.Errorf("another moatd is already running with state directory %s", cfg.StateDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock state directory: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			lock.Close()
+		}
+	}()
+
+	bus := event.NewBus("none")
+	d = &Daemon{
+		cfg:  cfg,
+		bus:  bus,
+		ops:  operation.NewManager(bus),
+		lock: lock,
+		unix: authn.Unix{AdminGID: uint32(gid)},
+		env:  probeEnvironment(),
+	}
+	d.log = slog.New(event.NewLogHandler(cfg.LogHandler, bus))
+
+	d.store, err = store.Open(ctx, filepath.Join(cfg.StateDir, "moat.db"))
+	if err != nil {
+		return nil, err
+	}
+	d.audit, err = audit.Open(filepath.Join(cfg.StateDir, "audit.log"))
+	if err != nil {
+		d.store.Close()
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	err = d.store.View(ctx, func(tx *store.Tx) error {
+		d.serverConfig, err = tx.ServerConfig()
+		return err
+	})
+	if err != nil {
+		d.audit.Close()
+		d.store.Close()
+		return nil, fmt.Errorf("load server config: %w", err)
+	}
+
+	d.router = route.NewRouter(d.endpoints())
+	d.router.Log = d.log
+	d.router.Audit = d.audit.Record
+	d.router.Authenticate = d.authenticate
+	d.router.Denied = d.denied
+	return d, nil
+}
+
+// SocketPath is the admin socket.
+func (d *Daemon) SocketPath() string { return filepath.Join(d.cfg.StateDir, "unix.socket") }
+
+// Router exposes the route table (for tests that walk it).
+func (d *Daemon) Router() *route.Router { return d.router }
+
+// Start opens the unix socket and serves it in the background.
+func (d *Daemon) Start() error {
+	gid := int(d.unix.AdminGID)
+	l, err := endpoint.ListenUnix(d.SocketPath(), gid)
+	if err != nil {
+		return err
+	}
+	d.listener = l
+	d.server = &http.Server{
+		Handler:           d.router,
+		ConnContext:       endpoint.ConnContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		if err := d.server.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("unix socket server stopped", "err", err)
+		}
+	}()
+	d.log.Info("moatd ready", "socket", d.SocketPath(), "version", Version)
+	return nil
+}
+
+// Shutdown stops accepting requests, cancels or finishes operations, and
+// closes the store.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	d.router.ShutDown()
+	d.ops.Shutdown(10 * time.Second)
+	d.bus.Close()
+	var errs []error
+	if d.server != nil {
+		if err := d.server.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+			d.server.Close()
+		}
+	}
+	errs = append(errs, d.audit.Close(), d.store.Close(), d.lock.Close())
+	d.log.Info("moatd stopped")
+	return errors.Join(errs...)
+}
+
+func (d *Daemon) authenticate(r *http.Request) *identity.Identity {
+	if p, ok := endpoint.PeerFromContext(r.Context()); ok {
+		return d.unix.Identify(p)
+	}
+	return &identity.Identity{Kind: identity.Untrusted, Address: r.RemoteAddr}
+}
+
+// denied turns an authorization failure into a security event.
+func (d *Daemon) denied(id *identity.Identity, r *http.Request, ent authz.Entitlement, e authz.Entity) {
+	d.security(fmt.Sprintf("authz_fail:%s:%s", ent, r.URL.Path), "warning",
+		fmt.Sprintf("%s denied %s on %s", id.Username, ent, r.URL.Path), id, e.Project, r)
+}
+
+// config returns a snapshot of the server config.
+func (d *Daemon) config() map[string]string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.serverConfig
+}

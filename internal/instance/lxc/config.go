@@ -1,0 +1,192 @@
+package lxcdriver
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Capabilities dropped from every container. In a user namespace they only
+// grant power over namespaced resources, but dropping them costs nothing
+// and keeps a kernel bug in those paths out of reach.
+var capDropAll = []string{"mac_admin", "mac_override", "sys_module", "sys_rawio", "sys_time"}
+
+// Extra drops for privileged containers, whose root is host root: no
+// reboot of the host, no reading the host's kernel log.
+var capDropPrivileged = []string{"sys_boot", "syslog"}
+
+// seccompPolicy is liblxc's v2 policy format. [all] applies the rules to
+// the native and every compat ABI (i386 and x32 on x86_64), so the 32-bit
+// entry points to the same syscalls are closed as well.
+const seccompPolicy = `2
+denylist
+reject_force_umount
+[all]
+kexec_load errno 38
+kexec_file_load errno 38
+open_by_handle_at errno 1
+init_module errno 38
+finit_module errno 38
+delete_module errno 38
+`
+
+// Device cgroup allow-list: mknod of anything, use of the pseudo devices
+// every system needs, and nothing else. Devices added by the spec are
+// appended to it.
+var allowedDevices = []string{
+	"c *:* m", "b *:* m",
+	"c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", // null zero full random urandom
+	"c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", // tty console ptmx pts
+	"c 10:229 rwm", "c 10:200 rwm", // fuse tun
+}
+
+// renderConfig builds the liblxc config file. Everything user-controlled
+// has been checked by Spec.validate (no newlines), and mount entry paths are
+// fstab-escaped.
+func renderConfig(s *Spec, cg *cgroups) (string, error) {
+	var b strings.Builder
+	set := func(k, v string) { fmt.Fprintf(&b, "%s = %s\n", k, v) }
+
+	hostname := s.Hostname
+	if hostname == "" {
+		hostname = s.Name
+	}
+	set("lxc.uts.name", hostname)
+	set("lxc.rootfs.path", "dir:"+s.Rootfs)
+	set("lxc.init.cmd", "/sbin/init")
+	halt := s.HaltSignal
+	if halt == 0 {
+		halt = syscall.SIGPWR
+	}
+	set("lxc.signal.halt", fmt.Sprint(int(halt)))
+	set("lxc.signal.stop", fmt.Sprint(int(syscall.SIGKILL)))
+	// liblxc clears init's environment; give it a usable PATH.
+	set("lxc.environment", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	set("lxc.log.file", filepath.Join(s.dir(), "lxc.log"))
+	set("lxc.log.level", "warn")
+	set("lxc.autodev", "1")
+	set("lxc.tty.max", "0")
+	set("lxc.pty.max", "1024")
+	set("lxc.console.path", "none")
+	// Only loopback until the NIC device layer adds interfaces: "none"
+	// would share the host's network namespace.
+	set("lxc.net.0.type", "empty")
+	set("lxc.seccomp.profile", filepath.Join(s.dir(), "seccomp"))
+
+	drops := capDropAll
+	if s.Privileged {
+		drops = append(append([]string(nil), capDropAll...), capDropPrivileged...)
+		// mixed: /proc/sys, /sys and the cgroup tree are read-only except
+		// the container's own cgroup and network sysctls.
+		set("lxc.mount.auto", "proc:mixed sys:mixed cgroup:mixed")
+	} else {
+		for _, e := range s.IDMap {
+			for _, kind := range []struct {
+				on bool
+				c  string
+			}{{e.Isuid, "u"}, {e.Isgid, "g"}} {
+				if kind.on {
+					set("lxc.idmap", fmt.Sprintf("%s %d %d %d", kind.c, e.Nsid, e.Hostid, e.Maprange))
+				}
+			}
+		}
+		// The image stays owned by host ids; the mount shows it through
+		// the container's map instead of chowning every file.
+		set("lxc.rootfs.options", "idmap=container")
+		if s.Nesting {
+			// A nested container manager writes sysctls and mounts proc.
+			set("lxc.mount.auto", "proc:rw sys:rw cgroup:rw:force")
+		} else {
+			set("lxc.mount.auto", "proc:mixed sys:mixed cgroup:rw:force")
+		}
+	}
+	set("lxc.cap.drop", strings.Join(drops, " "))
+
+	devVersion, err := cg.version("devices")
+	if err != nil {
+		return "", err
+	}
+	devKey := "lxc.cgroup.devices"
+	if devVersion == 2 {
+		devKey = "lxc.cgroup2.devices"
+	}
+	set(devKey+".deny", "a")
+	for _, d := range allowedDevices {
+		set(devKey+".allow", d)
+	}
+	for _, d := range s.Devices {
+		set(devKey+".allow", fmt.Sprintf("%c %d:%d rwm", d.Type, d.Major, d.Minor))
+	}
+
+	items, err := cg.limitItems(s.Limits, false)
+	if err != nil {
+		return "", err
+	}
+	for _, it := range items {
+		set(it.configKey(), it.value)
+	}
+
+	for _, m := range s.Mounts {
+		opts := "bind,create=dir"
+		if fi, err := os.Stat(m.Source); err != nil {
+			return "", fmt.Errorf("disk source: %w", err)
+		} else if !fi.IsDir() {
+			opts = "bind,create=file"
+		}
+		if m.ReadOnly {
+			opts += ",ro"
+		}
+		set("lxc.mount.entry", fmt.Sprintf("%s %s none %s 0 0", fstabEscape(m.Source), fstabEscape(m.Path[1:]), opts))
+	}
+	for i, d := range s.Devices {
+		set("lxc.mount.entry", fmt.Sprintf("%s %s none bind,create=file 0 0", fstabEscape(devNode(s, i)), fstabEscape(d.Path[1:])))
+	}
+	return b.String(), nil
+}
+
+// devNode is where the host-side node of the spec's i-th device lives:
+// inside the per-container dir, which only host root and the container's
+// root can traverse. Unprivileged containers cannot mknod, so the node is
+// made on the host and bind-mounted.
+func devNode(s *Spec, i int) string {
+	return filepath.Join(s.dir(), fmt.Sprintf("dev.%d", i))
+}
+
+// fstabEscape escapes what getmntent treats as separators or escapes.
+func fstabEscape(s string) string {
+	return strings.NewReplacer(`\`, `\134`, " ", `\040`, "\t", `\011`).Replace(s)
+}
+
+// makeDevNodes (re)creates the host-side device nodes, owned by the
+// container's root so that it can use them.
+func makeDevNodes(s *Spec, uid, gid int) error {
+	for i, d := range s.Devices {
+		path := devNode(s, i)
+		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		mode := uint32(d.Mode)
+		if mode == 0 {
+			mode = 0o660
+		}
+		kind := uint32(unix.S_IFCHR)
+		if d.Type == BlockDevice {
+			kind = unix.S_IFBLK
+		}
+		if err := unix.Mknod(path, kind|mode, int(unix.Mkdev(d.Major, d.Minor))); err != nil {
+			return fmt.Errorf("device %s: %w", d.Path, err)
+		}
+		// mknod applies the umask; the spec's mode is what the user asked for.
+		if err := os.Chmod(path, os.FileMode(mode)); err != nil {
+			return err
+		}
+		if err := os.Lchown(path, uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
