@@ -13,8 +13,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/moat/moat/internal/audit"
