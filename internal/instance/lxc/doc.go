@@ -1,0 +1,27 @@
+// Package lxcdriver runs system containers with liblxc (through go-lxc).
+//
+// The driver never sees HTTP or config keys: the instance layer hands it a
+// validated Spec and gets back errors wrapping the sentinels in spec.go.
+//
+// # Why a helper process
+//
+// liblxc forks the calling process to start a container (the monitor is a
+// forked copy that lives as long as the container) and to attach to one.
+// Forking a busy multi-threaded Go daemon copies its heap and leaves the
+// child with locks other threads held, so the daemon never calls those
+// entry points itself. Start and Exec re-execute the daemon's own binary
+// (/proc/self/exe) as a fresh, idle helper ("forkstart", "forkexec") that
+// makes the one liblxc call and exits. The binary's main must therefore
+// call RunHelper first; tests do so from TestMain. Stop, freeze, state and
+// cgroup updates only talk to the monitor's command socket and stay
+// in-process.
+//
+// # Isolation
+//
+// Unprivileged containers get a user namespace with the spec's map and an
+// idmapped rootfs mount, so images are never chowned. Privileged ones run
+// with extra capability drops and read-only /proc/sys, /sys and cgroupfs.
+// Both get a cgroup namespace, a seccomp deny list, a device cgroup
+// allow-list and a per-container directory of mode 0100 that only host
+// root and the container's own root can traverse.
+package lxcdriver
