@@ -367,3 +367,23 @@ func TestCAConcurrentReload(t *testing.T) {
 	expectVerify(t, leafA, ca.Verify(leafA), nil)
 	expectVerify(t, leafB, ca.Verify(leafB), ErrUntrusted)
 }
+
+// BenchmarkCAVerify is the per-request cost of PKI mode with a CRL
+// loaded, including the amortised reload check.
+func BenchmarkCAVerify(b *testing.B) {
+	dir := b.TempDir()
+	caPath, crlPath := filepath.Join(dir, "server.ca"), filepath.Join(dir, "ca.crl")
+	a := newTestCA(b, "A")
+	a.writeCert(b, caPath)
+	a.writeCRL(b, crlPath, a, 1, 2, 3)
+	ca, err := NewCA(caPath, crlPath, WithClock(func() time.Time { return t0 }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	leaf := issue(b, a, leafOpts{serial: 4})
+	for b.Loop() {
+		if err := ca.Verify(leaf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
