@@ -23,12 +23,14 @@ const HaltSignals = "PWR TERM"
 
 // initScript is /sbin/init. "wait" (unlike a foreground command) returns as
 // soon as a trapped signal arrives, so the trap runs at once; ash's wait
-// also reaps orphans that the kernel reparents to pid 1.
+// also reaps orphans that the kernel reparents to pid 1. The trap kills the
+// sleeper itself so the script also exits cleanly outside a pid namespace.
 const initScript = `#!/bin/sh
 # Minimal init for tests: sleep until told to halt, then exit cleanly.
-trap 'exit 0' ` + HaltSignals + `
+trap 'kill $sleeper 2>/dev/null; exit 0' ` + HaltSignals + `
 while :; do
 	sleep 2147483647 &
+	sleeper=$!
 	wait
 done
 `
