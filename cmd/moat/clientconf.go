@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// localRemote is the daemon on this machine's admin socket. It is the only
+// remote until the trust work adds HTTPS remotes to clientConfig.Remotes.
+const localRemote = "local"
+
+// clientConfig is the CLI's own state, $MOAT_CONF/config.yml (default
+// ~/.config/moat/config.yml). Its layout follows lxc's config.yml so
+// remotes slot in later: per-remote settings, a default remote.
+type clientConfig struct {
+	DefaultRemote string                  `yaml:"default-remote,omitempty"`
+	Remotes       map[string]remoteConfig `yaml:"remotes,omitempty"`
+
+	path string
+}
+
+type remoteConfig struct {
+	// Project is the current project (`moat project switch`).
+	Project string `yaml:"project,omitempty"`
+}
+
+func (a *app) configPath() string {
+	if dir := a.getenv("MOAT_CONF"); dir != "" {
+		return filepath.Join(dir, "config.yml")
+	}
+	base := a.getenv("XDG_CONFIG_HOME")
+	if base == "" {
+		base = filepath.Join(a.getenv("HOME"), ".config")
+	}
+	return filepath.Join(base, "moat", "config.yml")
+}
+
+// config loads the config file once; a missing file is an empty config.
+func (a *app) config() (*clientConfig, error) {
+	if a.conf != nil {
+		return a.conf, nil
+	}
+	conf := &clientConfig{path: a.configPath()}
+	buf, err := os.ReadFile(conf.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		if err := yaml.Unmarshal(buf, conf); err != nil {
+			return nil, fmt.Errorf("invalid config file %s: %w", conf.path, err)
+		}
+	}
+	a.conf = conf
+	return conf, nil
+}
+
+func (c *clientConfig) project(remote string) string {
+	if p := c.Remotes[remote].Project; p != "" {
+		return p
+	}
+	return "default"
+}
+
+func (c *clientConfig) setProject(remote, project string) {
+	if c.Remotes == nil {
+		c.Remotes = map[string]remoteConfig{}
+	}
+	rc := c.Remotes[remote]
+	rc.Project = project
+	if rc == (remoteConfig{}) {
+		delete(c.Remotes, remote)
+		return
+	}
+	c.Remotes[remote] = rc
+}
+
+// save writes the file atomically, readable only by its owner: it will
+// hold remote addresses and certificate paths.
+func (c *clientConfig) save() error {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(c.path), ".config.yml-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(buf.Bytes()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), c.path)
+}
+
+// parseRemote splits lxc's "remote:name" syntax; without a prefix the
+// default remote is meant.
+func (a *app) parseRemote(arg string) (remote, name string, err error) {
+	remote, name, found := strings.Cut(arg, ":")
+	if !found {
+		return a.defaultRemote(), arg, nil
+	}
+	return remote, name, a.checkRemote(remote)
+}
+
+// remoteArg takes an optional leading "remote:" argument off args, as in
+// `moat info remote:`.
+func (a *app) remoteArg(args []string) (string, []string, error) {
+	if len(args) > 0 && strings.HasSuffix(args[0], ":") {
+		remote := strings.TrimSuffix(args[0], ":")
+		return remote, args[1:], a.checkRemote(remote)
+	}
+	return a.defaultRemote(), args, nil
+}
+
+func (a *app) defaultRemote() string {
+	if conf, err := a.config(); err == nil && conf.DefaultRemote != "" {
+		return conf.DefaultRemote
+	}
+	return localRemote
+}
+
+func (a *app) checkRemote(remote string) error {
+	if remote != localRemote {
+		return fmt.Errorf("remote %q doesn't exist", remote)
+	}
+	return nil
+}
