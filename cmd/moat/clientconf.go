@@ -110,10 +110,11 @@ func (c *clientConfig) save() error {
 }
 
 // parseRemote splits lxc's "remote:name" syntax; without a prefix the
-// default remote is meant.
+// default remote is meant. A prefix holding "/" is part of an API path
+// (`moat query '/1.0/x?a=b:c'`), not a remote.
 func (a *app) parseRemote(arg string) (remote, name string, err error) {
 	remote, name, found := strings.Cut(arg, ":")
-	if !found {
+	if !found || strings.Contains(remote, "/") {
 		return a.defaultRemote(), arg, nil
 	}
 	return remote, name, a.checkRemote(remote)

@@ -64,7 +64,7 @@ func (a *app) runEditor(path string) error {
 	// $EDITOR may carry arguments ("code --wait").
 	argv := append(strings.Fields(editor), path)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.stdin, a.stdout, a.stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("editor %s: %w", argv[0], err)
 	}
