@@ -80,6 +80,11 @@ func (c *Container) Start() error {
 	// signal, limits): reload it whatever happened.
 	c.release()
 	if err != nil {
+		// The monitor of a failed start is still cleaning up when the
+		// helper returns.
+		fds := pidfds(c.cg.monitorPids(c.spec.Name))
+		waitExit(fds, 10*time.Second)
+		closeAll(fds)
 		c.cg.removeLeftovers(c.spec.Name)
 		return fmt.Errorf("%w: %s: %s", ErrStart, strings.TrimSpace(stderr.String()), c.logErrors())
 	}

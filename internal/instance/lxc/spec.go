@@ -141,7 +141,8 @@ func (s *Spec) validate() error {
 var cpusetRE = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
 
 func (l Limits) validate() error {
-	if l.CPU != "" && !cpusetRE.MatchString(l.CPU) {
+	// A bare number is a count, which must be at least 1; "0-0" pins CPU 0.
+	if l.CPU != "" && (!cpusetRE.MatchString(l.CPU) || strings.TrimLeft(l.CPU, "0") == "") {
 		return fmt.Errorf("%w: bad limits.cpu %q", ErrInvalidSpec, l.CPU)
 	}
 	if l.Memory < 0 || l.Processes < 0 {

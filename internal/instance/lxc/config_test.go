@@ -1,0 +1,202 @@
+package lxcdriver
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/moat/moat/internal/idmap"
+)
+
+const hybridMountinfo = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+`
+
+const hybridPid1 = `5:devices:/
+4:memory:/
+3:pids:/init.scope
+2:cpu,cpuacct:/
+1:name=systemd:/init.scope
+6:cpuset:/
+0::/init.scope
+`
+
+const v2Mountinfo = `30 23 0:27 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+31 23 0:28 / /mnt/with\040space rw - ext4 /dev/vda rw
+`
+
+func fakeControllers(v string) func(string) (string, error) {
+	return func(string) (string, error) { return v, nil }
+}
+
+func TestParseCgroups(t *testing.T) {
+	cg, err := parseCgroups(hybridMountinfo, hybridPid1, fakeControllers("hugetlb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ctrl, want := range map[string]int{"memory": 1, "pids": 1, "cpuacct": 1, "devices": 1, "hugetlb": 2} {
+		if v, err := cg.version(ctrl); v != want || err != nil {
+			t.Errorf("%s: v%d %v, want v%d", ctrl, v, err, want)
+		}
+	}
+	if _, err := cg.version("rdma"); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("rdma: %v", err)
+	}
+	got := map[string]string{}
+	for _, h := range cg.hier {
+		got[h.mount] = h.path("lxc.monitor.c")
+	}
+	for mount, want := range map[string]string{
+		"/sys/fs/cgroup/pids":        "/sys/fs/cgroup/pids/init.scope/lxc.monitor.c",
+		"/sys/fs/cgroup/cpu,cpuacct": "/sys/fs/cgroup/cpu,cpuacct/lxc.monitor.c",
+		"/sys/fs/cgroup/systemd":     "/sys/fs/cgroup/systemd/init.scope/lxc.monitor.c",
+		"/sys/fs/cgroup/unified":     "/sys/fs/cgroup/unified/init.scope/lxc.monitor.c",
+	} {
+		if got[mount] != want {
+			t.Errorf("%s: %q, want %q", mount, got[mount], want)
+		}
+	}
+
+	cg, err = parseCgroups(v2Mountinfo, "0::/\n", fakeControllers("cpuset cpu io memory pids\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := cg.version("memory"); v != 2 || len(cg.hier) != 1 {
+		t.Fatalf("pure v2: v%d, %d hierarchies", v, len(cg.hier))
+	}
+	if _, err := parseCgroups("", "0::/\n", fakeControllers("")); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("no cgroups: %v", err)
+	}
+}
+
+func TestLimitItems(t *testing.T) {
+	v1, _ := parseCgroups(hybridMountinfo, hybridPid1, fakeControllers(""))
+	v2, _ := parseCgroups(v2Mountinfo, "0::/\n", fakeControllers("cpuset memory pids devices"))
+	hard := Limits{Memory: 1 << 30, Processes: 100, CPU: "0-1"}
+	soft := Limits{Memory: 1 << 30, MemoryEnforce: MemorySoft}
+	tests := []struct {
+		name string
+		cg   *cgroups
+		l    Limits
+		live bool
+		want string
+	}{
+		{"v1 hard", v1, hard, false, "lxc.cgroup.memory.limit_in_bytes=1073741824 lxc.cgroup.memory.soft_limit_in_bytes=-1 lxc.cgroup.pids.max=100 lxc.cgroup.cpuset.cpus=0-1"},
+		{"v2 hard", v2, hard, false, "lxc.cgroup2.memory.max=1073741824 lxc.cgroup2.memory.low=0 lxc.cgroup2.pids.max=100 lxc.cgroup2.cpuset.cpus=0-1"},
+		{"v1 soft", v1, soft, false, "lxc.cgroup.memory.limit_in_bytes=-1 lxc.cgroup.memory.soft_limit_in_bytes=1073741824"},
+		{"v2 soft", v2, soft, false, "lxc.cgroup2.memory.max=max lxc.cgroup2.memory.low=1073741824"},
+		{"unlimited at start", v1, Limits{}, false, ""},
+		{"v2 unlimited live", v2, Limits{CPU: "1-1"}, true, "lxc.cgroup2.memory.max=max lxc.cgroup2.memory.low=0 lxc.cgroup2.pids.max=max lxc.cgroup2.cpuset.cpus=1-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			items, err := tt.cg.limitItems(tt.l, tt.live)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, it := range items {
+				got = append(got, it.configKey()+"="+it.value)
+			}
+			if s := strings.Join(got, " "); s != tt.want {
+				t.Fatalf("got  %s\nwant %s", s, tt.want)
+			}
+		})
+	}
+}
+
+func TestSpecValidate(t *testing.T) {
+	good := Spec{
+		Name: "c1", LXCPath: "/var/lib/moat/containers", Rootfs: "/var/lib/moat/storage/c1/rootfs",
+		IDMap: idmap.Set{{Isuid: true, Isgid: true, Hostid: 1000000, Maprange: 65536}},
+	}
+	if err := good.validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]func(*Spec){
+		"newline in rootfs":     func(s *Spec) { s.Rootfs = "/x\nlxc.include = /etc/passwd" },
+		"relative rootfs":       func(s *Spec) { s.Rootfs = "rootfs" },
+		"unclean path":          func(s *Spec) { s.LXCPath = "/var/lib/../tmp" },
+		"bad name":              func(s *Spec) { s.Name = "../c1" },
+		"privileged with map":   func(s *Spec) { s.Privileged = true },
+		"no map":                func(s *Spec) { s.IDMap = nil },
+		"root unmapped":         func(s *Spec) { s.IDMap = idmap.Set{{Isuid: true, Isgid: true, Hostid: 1000000, Nsid: 1, Maprange: 10}} },
+		"mount over root":       func(s *Spec) { s.Mounts = []Mount{{Source: "/srv", Path: "/"}} },
+		"mount control char":    func(s *Spec) { s.Mounts = []Mount{{Source: "/srv", Path: "/a\tb"}} },
+		"device type":           func(s *Spec) { s.Devices = []Device{{Type: 'x', Path: "/dev/x"}} },
+		"device setuid mode":    func(s *Spec) { s.Devices = []Device{{Type: CharDevice, Path: "/dev/x", Mode: 0o4666}} },
+		"cpu count zero":        func(s *Spec) { s.Limits.CPU = "0" },
+		"cpu garbage":           func(s *Spec) { s.Limits.CPU = "1;2" },
+		"negative memory":       func(s *Spec) { s.Limits.Memory = -1 },
+		"unknown enforce":       func(s *Spec) { s.Limits.MemoryEnforce = "maybe" },
+		"hostname with newline": func(s *Spec) { s.Hostname = "a\nb" },
+	}
+	for name, mutate := range bad {
+		t.Run(name, func(t *testing.T) {
+			s := good
+			mutate(&s)
+			if err := s.validate(); !errors.Is(err, ErrInvalidSpec) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}
+
+func TestRenderConfig(t *testing.T) {
+	cg, _ := parseCgroups(hybridMountinfo, hybridPid1, fakeControllers(""))
+	s := Spec{
+		Name: "c1", LXCPath: "/l", Rootfs: "/r",
+		IDMap:   idmap.Set{{Isuid: true, Hostid: 1065536, Maprange: 65536}, {Isgid: true, Hostid: 1065536, Maprange: 65536}},
+		Mounts:  []Mount{{Source: "/", Path: "/mnt/a b", ReadOnly: true}},
+		Devices: []Device{{Type: BlockDevice, Path: "/dev/sdz", Major: 8, Minor: 16}},
+	}
+	conf, err := renderConfig(&s, cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"lxc.idmap = u 0 1065536 65536\n",
+		"lxc.idmap = g 0 1065536 65536\n",
+		"lxc.rootfs.options = idmap=container\n",
+		"lxc.mount.auto = proc:mixed sys:mixed cgroup:rw:force\n",
+		"lxc.cgroup.devices.deny = a\n",
+		"lxc.cgroup.devices.allow = b 8:16 rwm\n",
+		"lxc.mount.entry = / mnt/a\\040b none bind,create=dir,ro 0 0\n",
+		"lxc.mount.entry = /l/c1/dev.0 dev/sdz none bind,create=file 0 0\n",
+		"lxc.signal.halt = 30\n",
+		"lxc.net.0.type = empty\n",
+	} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("config lacks %q", want)
+		}
+	}
+	if strings.Contains(conf, "sys_boot") {
+		t.Error("unprivileged container drops sys_boot (needed for its own reboot)")
+	}
+
+	s.Privileged, s.IDMap = true, nil
+	conf, err = renderConfig(&s, cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed\n", "sys_module", "sys_boot"} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("privileged config lacks %q", want)
+		}
+	}
+	if strings.Contains(conf, "lxc.idmap") || strings.Contains(conf, "idmap=container") {
+		t.Error("privileged config has an idmap")
+	}
+}
+
+func TestFstabEscape(t *testing.T) {
+	if got := fstabEscape(`a b\c	d`); got != `a\040b\134c\011d` {
+		t.Fatal(got)
+	}
+}
