@@ -56,8 +56,8 @@ func (a *app) rootCommand() *cobra.Command {
 		stateDir = filepath.Dir(client.DefaultUnixSocket)
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.stateDir, "state-dir", stateDir, "moatd state directory holding unix.socket (env MOAT_DIR)")
-	pf.StringVar(&a.project, "project", "", "project to use (default: the current project, see `moat project switch`)")
+	pf.StringVar(&a.stateDir, "state-dir", stateDir, "moatd state `directory` holding unix.socket (env MOAT_DIR)")
+	pf.StringVar(&a.project, "project", "", "project `name` (default: the current project, set by \"moat project switch\")")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "don't print informational messages")
 	root.AddCommand(
 		a.infoCommand(),
