@@ -2,8 +2,10 @@ package lxcdriver
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -95,5 +97,50 @@ func TestExecStopped(t *testing.T) {
 	}
 	if _, err := c.Exec(ExecSpec{}); !errors.Is(err, ErrInvalidSpec) {
 		t.Fatalf("empty command: %v", err)
+	}
+}
+
+// TestExecConcurrent: a long-running command does not hold up others, and
+// many execs in parallel all get their own output and exit code.
+func TestExecConcurrent(t *testing.T) {
+	c := startTest(t, testSpec(t))
+	long, err := c.Exec(ExecSpec{Command: []string{"sleep", "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, out, _ := run(t, c, "sh", "-c", fmt.Sprintf("echo %d; exit %d", i, i))
+			if code != i || out != fmt.Sprintf("%d\n", i) {
+				t.Errorf("exec %d: exit %d out %q", i, code, out)
+			}
+		}()
+	}
+	wg.Wait()
+	long.Signal(syscall.SIGKILL)
+	if code, err := long.Wait(); code != 128+9 || err != nil {
+		t.Fatalf("killed sleep: %d %v", code, err)
+	}
+}
+
+// TestExecServerRestart: if the exec server dies, waiting callers get an
+// error and the next Exec starts a new server.
+func TestExecServerRestart(t *testing.T) {
+	c := startTest(t, testSpec(t))
+	p, err := c.Exec(ExecSpec{Command: []string{"sleep", "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := execServer()
+	cl.cmd.Process.Kill()
+	if _, err := p.Wait(); err == nil {
+		t.Fatal("wait succeeded after the server died")
+	}
+	// The orphaned sleep is still in the container; stopping it cleans up.
+	if code, out, _ := run(t, c, "echo", "again"); code != 0 || out != "again\n" {
+		t.Fatalf("exec after restart: %d %q", code, out)
 	}
 }

@@ -1,18 +1,16 @@
 package lxcdriver
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"syscall"
 
 	lxc "github.com/lxc/go-lxc"
 )
 
 // Helper sub-commands, argv[1] of the re-executed binary.
 const (
-	helperStart = "forkstart"
-	helperExec  = "forkexec"
+	helperStart      = "forkstart"
+	helperExecServer = "forkexecd"
 )
 
 // selfExe re-executes the running binary even if it was replaced on disk
@@ -43,8 +41,8 @@ func RunHelper(args []string) (handled bool) {
 	switch args[1] {
 	case helperStart:
 		os.Exit(forkStart(args[2:]))
-	case helperExec:
-		os.Exit(forkExec(args[2:]))
+	case helperExecServer:
+		os.Exit(serveExec())
 	}
 	return false
 }
@@ -71,120 +69,4 @@ func forkStart(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// execRequest travels over the control socket, not argv: argv is world
-// readable in /proc and the environment may carry secrets.
-type execRequest struct {
-	Command []string
-	Env     []string
-	UID     int
-	GID     int
-	Cwd     string
-}
-
-// execMessage is what the helper reports: the attached pid once running,
-// then the exit code, or an error instead of either.
-type execMessage struct {
-	PID   int    `json:",omitempty"`
-	Exit  *int   `json:",omitempty"`
-	Error string `json:",omitempty"`
-}
-
-// execSignal asks the helper to signal the attached process.
-type execSignal struct {
-	Signal int
-}
-
-// forkExec: forkexec <lxcpath> <name>, with the command's stdio on fds 0-2
-// and a SOCK_SEQPACKET control socket on fd 3.
-func forkExec(args []string) int {
-	ctrl := os.NewFile(3, "control")
-	if len(args) != 2 || ctrl == nil {
-		fmt.Fprintln(os.Stderr, "usage: forkexec LXCPATH NAME (control socket on fd 3)")
-		return 2
-	}
-	// The attached command must not inherit a socket into the daemon.
-	syscall.CloseOnExec(3)
-	report := func(m execMessage) {
-		b, _ := json.Marshal(m)
-		ctrl.Write(b) // the daemon may be gone; nothing to do about it
-	}
-	buf := make([]byte, 1<<20)
-	n, err := ctrl.Read(buf)
-	if err != nil {
-		report(execMessage{Error: "reading request: " + err.Error()})
-		return 1
-	}
-	var req execRequest
-	if err := json.Unmarshal(buf[:n], &req); err != nil {
-		report(execMessage{Error: "decoding request: " + err.Error()})
-		return 1
-	}
-	pid, err := attach(args[0], args[1], req)
-	if err != nil {
-		report(execMessage{Error: err.Error()})
-		return 1
-	}
-	// FindProcess holds a pidfd, so signals cannot hit a recycled pid.
-	proc, err := os.FindProcess(pid)
-	if err != nil {
-		report(execMessage{Error: err.Error()})
-		return 1
-	}
-	report(execMessage{PID: pid})
-
-	go forwardSignals(ctrl, proc)
-	st, err := proc.Wait()
-	if err != nil {
-		report(execMessage{Error: err.Error()})
-		return 1
-	}
-	code := st.ExitCode()
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		code = 128 + int(ws.Signal()) // shell convention, as LXD reports it
-	}
-	report(execMessage{Exit: &code})
-	return 0
-}
-
-func attach(lxcpath, name string, req execRequest) (int, error) {
-	c, err := lxc.NewContainer(name, lxcpath)
-	if err != nil {
-		return 0, err
-	}
-	opts := lxc.AttachOptions{
-		Namespaces: -1,
-		Arch:       -1,
-		Cwd:        req.Cwd,
-		UID:        req.UID,
-		GID:        req.GID,
-		ClearEnv:   true,
-		Env:        req.Env,
-		StdinFd:    0,
-		StdoutFd:   1,
-		StderrFd:   2,
-	}
-	pid, err := c.RunCommandNoWait(req.Command, opts)
-	if err != nil {
-		return 0, fmt.Errorf("attach to %s: %w", name, err)
-	}
-	return pid, nil
-}
-
-func forwardSignals(ctrl *os.File, proc *os.Process) {
-	buf := make([]byte, 256)
-	for {
-		n, err := ctrl.Read(buf)
-		if err != nil {
-			return
-		}
-		var s execSignal
-		if json.Unmarshal(buf[:n], &s) != nil || s.Signal <= 0 {
-			continue
-		}
-		// Signalling a process that already exited is not an error worth
-		// reporting, and stderr belongs to the command.
-		_ = proc.Signal(syscall.Signal(s.Signal))
-	}
 }
