@@ -180,6 +180,11 @@ func TestRenderConfig(t *testing.T) {
 		t.Error("unprivileged container drops sys_boot (needed for its own reboot)")
 	}
 
+	s.Nesting = true
+	if conf, _ := renderConfig(&s, cg); !strings.Contains(conf, "lxc.mount.auto = proc:rw sys:rw cgroup:rw:force\n") {
+		t.Error("nesting does not get writable proc and sys")
+	}
+
 	s.Privileged, s.IDMap = true, nil
 	conf, err = renderConfig(&s, cg)
 	if err != nil {

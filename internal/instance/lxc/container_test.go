@@ -33,6 +33,10 @@ func TestUnprivileged(t *testing.T) {
 		t.Fatalf("image was chowned on the host: uid %d %v", st.Uid, err)
 	}
 
+	if _, out, _ := run(t, c, "hostname"); out != spec.Name+"\n" {
+		t.Fatalf("hostname %q", out)
+	}
+
 	s, err := c.State()
 	if err != nil || s.Status != StatusRunning || s.PID <= 0 || s.Processes < 1 || s.MemoryUsage <= 0 || s.CPUUsage <= 0 {
 		t.Fatalf("state %+v %v", s, err)

@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	RunHelper(os.Args)
 
 	code := func() int {
+		if os.Geteuid() != 0 {
+			return m.Run() // integration tests skip, or fail with CI=true
+		}
 		dir, err := os.MkdirTemp("/var/lib", "moat-lxctest-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -32,7 +32,10 @@ type Spec struct {
 	// Privileged runs without a user namespace; otherwise IDMap is required.
 	Privileged bool
 	IDMap      idmap.Set
-	Nesting    bool
+	// Nesting makes /proc and /sys writable for a nested container
+	// manager. It has no effect on privileged containers, which keep
+	// read-only ones (the config layer refuses privileged + nesting).
+	Nesting bool
 
 	Hostname   string         // defaults to Name
 	HaltSignal syscall.Signal // sent to init on a clean stop; defaults to SIGPWR
