@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -267,22 +268,23 @@ func expandCPUs(list string) ([]int, error) {
 	return cpus, nil
 }
 
-// monitorPids lists the processes in the container's lxc.monitor cgroup.
+// monitorPids lists the processes in the container's lxc.monitor cgroups.
+// All hierarchies are read: a monitor that is shutting down leaves them
+// one at a time, so any single one may already be empty.
 func (cg *cgroups) monitorPids(name string) []int {
+	var pids []int
 	for _, h := range cg.hier {
 		b, err := os.ReadFile(filepath.Join(h.path("lxc.monitor."+name), "cgroup.procs"))
 		if err != nil {
 			continue
 		}
-		var pids []int
 		for _, f := range strings.Fields(string(b)) {
-			if p, err := strconv.Atoi(f); err == nil {
+			if p, err := strconv.Atoi(f); err == nil && !slices.Contains(pids, p) {
 				pids = append(pids, p)
 			}
 		}
-		return pids
 	}
-	return nil
+	return pids
 }
 
 // removeLeftovers deletes the cgroups liblxc leaves behind once a
