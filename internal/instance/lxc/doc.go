@@ -7,14 +7,15 @@
 //
 // liblxc forks the calling process to start a container (the monitor is a
 // forked copy that lives as long as the container) and to attach to one.
-// Forking a busy multi-threaded Go daemon copies its heap and leaves the
+// Forking a busy multi-threaded Go daemon copies its heap and can leave the
 // child with locks other threads held, so the daemon never calls those
-// entry points itself. Start and Exec re-execute the daemon's own binary
-// (/proc/self/exe) as a fresh, idle helper ("forkstart", "forkexec") that
-// makes the one liblxc call and exits. The binary's main must therefore
-// call RunHelper first; tests do so from TestMain. Stop, freeze, state and
-// cgroup updates only talk to the monitor's command socket and stay
-// in-process.
+// entry points itself. It re-executes its own binary (/proc/self/exe):
+// "forkstart" is a fresh, idle helper that starts one container and exits;
+// "forkexecd" is one long-lived helper that serves every Exec (see
+// execserver.go), since a process start per exec would cost more than the
+// attach itself. The binary's main must therefore call RunHelper first;
+// tests do so from TestMain. Stop, freeze, state and cgroup updates only
+// talk to the monitor's command socket and stay in-process.
 //
 // # Isolation
 //
