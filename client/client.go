@@ -212,6 +212,20 @@ func (c *Client) query(ctx context.Context, req request, out any) (string, error
 	return etag, nil
 }
 
+// runAsync sends a request answered by a background operation and waits
+// for the operation to end, returning its error.
+func (c *Client) runAsync(ctx context.Context, req request) error {
+	env, _, err := c.do(ctx, req)
+	if err != nil {
+		return err
+	}
+	op, err := c.OperationFromResponse(env)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", req.method, req.path, err)
+	}
+	return op.Wait(ctx, -1)
+}
+
 // Query sends a raw request and returns the envelope and ETag, as `moat
 // query` needs. body is nil, raw JSON ([]byte, json.RawMessage) or a value
 // to encode. The client's project is not added: path is taken as given.

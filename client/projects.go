@@ -48,8 +48,7 @@ func (c *Client) PatchProject(ctx context.Context, name string, patch api.Projec
 
 // RenameProject renames an empty project.
 func (c *Client) RenameProject(ctx context.Context, name, newName string) error {
-	_, err := c.query(ctx, request{method: http.MethodPost, path: projectPath(name), body: api.ProjectPost{Name: newName}}, nil)
-	return err
+	return c.runAsync(ctx, request{method: http.MethodPost, path: projectPath(name), body: api.ProjectPost{Name: newName}})
 }
 
 // DeleteProject deletes an empty project.

@@ -44,7 +44,9 @@ func (d *Daemon) getOperations(r *route.Request) response.Response {
 	recursive := r.Recursion() > 0
 	groups := map[string][]any{}
 	for _, op := range d.ops.List() {
-		if !r.AllProjects && op.Project() != r.Project {
+		// Server-level operations show in every project's list (to those
+		// allowed to see them), as their events do.
+		if !r.AllProjects && op.Project() != r.Project && op.Project() != "" {
 			continue
 		}
 		if !opVisible(r.Identity, op) {

@@ -11,6 +11,7 @@ import (
 	"github.com/moat/moat/internal/authz"
 	"github.com/moat/moat/internal/config"
 	"github.com/moat/moat/internal/errdefs"
+	"github.com/moat/moat/internal/operation"
 	"github.com/moat/moat/internal/response"
 	"github.com/moat/moat/internal/route"
 	"github.com/moat/moat/internal/store"
@@ -165,6 +166,9 @@ func (d *Daemon) updateProject(r *route.Request, next func(store.Project) (strin
 			return err
 		}
 		if featuresChanged(cur.Config, cfg) {
+			if name == "default" {
+				return errdefs.Invalidf("The features of the 'default' project cannot be changed")
+			}
 			used, err := tx.ProjectUsedBy(name)
 			if err != nil {
 				return err
@@ -193,6 +197,9 @@ func featuresChanged(a, b map[string]string) bool {
 	return false
 }
 
+// renameProject renames a project in a background operation, as LXD
+// clients expect; everything that can be checked up front is, so a bad
+// request is a 400 and no operation.
 func (d *Daemon) renameProject(r *route.Request) response.Response {
 	var req api.ProjectPost
 	if err := r.DecodeJSON(&req); err != nil {
@@ -205,17 +212,38 @@ func (d *Daemon) renameProject(r *route.Request) response.Response {
 	if err := config.Name(req.Name); err != nil {
 		return response.Error(errdefs.Invalidf("Invalid project name %q: %v", req.Name, err))
 	}
-	err := d.store.Update(context.Background(), func(tx *store.Tx) error {
+	rename := func(tx *store.Tx) error {
 		if err := d.mustBeEmpty(tx, from, "renamed"); err != nil {
 			return err
 		}
 		return tx.RenameProject(from, req.Name)
+	}
+	// Dry run: the same checks in a transaction that is rolled back.
+	if err := d.store.View(context.Background(), func(tx *store.Tx) error {
+		if _, err := tx.Project(req.Name); err == nil {
+			return errdefs.Conflictf("Project %q already exists", req.Name)
+		}
+		return d.mustBeEmpty(tx, from, "renamed")
+	}); err != nil {
+		return response.Error(err)
+	}
+	requestor := r.Identity.Requestor()
+	op, err := d.ops.Create(operation.Args{
+		Class: api.OperationClassTask, Description: "Renaming project",
+		Resources: map[string][]string{"projects": {projectURL(from)}}, Creator: r.Identity,
+		Run: func(ctx context.Context, _ *operation.Operation) error {
+			if err := d.store.Update(ctx, rename); err != nil {
+				return err
+			}
+			d.bus.Lifecycle("project-renamed", projectURL(req.Name), "", requestor, map[string]any{"old_name": from})
+			return nil
+		},
 	})
 	if err != nil {
 		return response.Error(err)
 	}
-	d.bus.Lifecycle("project-renamed", projectURL(req.Name), "", r.Identity.Requestor(), map[string]any{"old_name": from})
-	return response.Created(projectURL(req.Name))
+	op.Start()
+	return response.Async(op.Render(r.Identity))
 }
 
 func (d *Daemon) deleteProject(r *route.Request) response.Response {

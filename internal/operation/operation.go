@@ -80,8 +80,8 @@ func NewManager(bus *event.Bus) *Manager {
 
 // Create registers a new operation in the Pending state; Start runs it.
 func (m *Manager) Create(args Args) (*Operation, error) {
-	if args.Class == "" || args.Project == "" {
-		return nil, errors.New("operation needs a class and a project")
+	if args.Class == "" {
+		return nil, errors.New("operation needs a class")
 	}
 	now := time.Now().UTC()
 	op := &Operation{
@@ -132,7 +132,8 @@ func (op *Operation) URL() string { return "/1.0/operations/" + op.id }
 // Class is the operation's class.
 func (op *Operation) Class() string { return op.args.Class }
 
-// Project is the project the operation belongs to.
+// Project is the project the operation belongs to; "" for server-level
+// operations (visible to full admins only).
 func (op *Operation) Project() string { return op.args.Project }
 
 // Creator is the identity that created the operation.

@@ -5,12 +5,23 @@ import (
 	"fmt"
 )
 
-// migrations are applied in order; a migration is never edited once it has
-// shipped: add a new one instead. Each runs in its own transaction together
-// with the version bump.
-var migrations = []string{
+// migrations maps schema versions to the SQL that reaches them from the
+// version before. Each feature registers its own in its file's init, so
+// features do not edit one shared list. A migration is never edited once it
+// has shipped: add a new version instead. Each runs in its own transaction
+// together with the version bump.
+var migrations = map[int]string{}
+
+func register(version int, sql string) {
+	if _, dup := migrations[version]; dup {
+		panic(fmt.Sprintf("store: migration %d registered twice", version))
+	}
+	migrations[version] = sql
+}
+
+func init() {
 	// 1: server config and projects.
-	`CREATE TABLE config (
+	register(1, `CREATE TABLE config (
 		key   TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	);
@@ -31,7 +42,7 @@ var migrations = []string{
 		(SELECT 'features.images' AS key UNION ALL SELECT 'features.profiles'
 		 UNION ALL SELECT 'features.storage.volumes' UNION ALL SELECT 'features.storage.buckets'
 		 UNION ALL SELECT 'features.networks') AS k
-		WHERE projects.name = 'default';`,
+		WHERE projects.name = 'default';`)
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -43,12 +54,17 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if version > len(migrations) {
-		return fmt.Errorf("database schema version %d is newer than this moatd (%d): refusing to downgrade", version, len(migrations))
+	latest := SchemaVersion()
+	if version > latest {
+		return fmt.Errorf("database schema version %d is newer than this moatd (%d): refusing to downgrade", version, latest)
 	}
-	for v := version; v < len(migrations); v++ {
+	for v := version; v < latest; v++ {
+		sql, ok := migrations[v+1]
+		if !ok {
+			return fmt.Errorf("migration %d is missing", v+1)
+		}
 		err := s.Update(ctx, func(tx *Tx) error {
-			if _, err := tx.exec(migrations[v]); err != nil {
+			if _, err := tx.exec(sql); err != nil {
 				return err
 			}
 			_, err := tx.exec(`INSERT INTO schema_version (version) VALUES (?)`, v+1)
@@ -61,5 +77,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// SchemaVersion is the number of migrations this build knows.
-func SchemaVersion() int { return len(migrations) }
+// SchemaVersion is the newest schema version this build knows.
+func SchemaVersion() int {
+	latest := 0
+	for v := range migrations {
+		latest = max(latest, v)
+	}
+	return latest
+}

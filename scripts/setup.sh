@@ -1,0 +1,30 @@
+#!/bin/sh
+# Creates the admin group and starts moatd in the background.
+set -eu
+cd "$(dirname "$0")/.."
+STATE_DIR=${STATE_DIR:-/var/lib/moat}
+GROUP=${GROUP:-moat}
+getent group "$GROUP" >/dev/null || groupadd --system "$GROUP"
+mkdir -p "$STATE_DIR"
+if [ -f "$STATE_DIR/moatd.pid" ] && kill -0 "$(cat "$STATE_DIR/moatd.pid")" 2>/dev/null; then
+	echo "moatd is already running (pid $(cat "$STATE_DIR/moatd.pid"))"
+else
+	nohup ./bin/moatd --state-dir "$STATE_DIR" --group "$GROUP" --verbose >>"$STATE_DIR/moatd.log" 2>&1 &
+	echo $! >"$STATE_DIR/moatd.pid"
+	i=0
+	until [ -S "$STATE_DIR/unix.socket" ] && ./bin/moat --state-dir "$STATE_DIR" info >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -gt 100 ]; then
+			echo "moatd did not start; see $STATE_DIR/moatd.log" >&2
+			exit 1
+		fi
+		sleep 0.05
+	done
+fi
+cat <<MSG
+moatd is running (pid $(cat "$STATE_DIR/moatd.pid")), state in $STATE_DIR, log in $STATE_DIR/moatd.log.
+Members of the '$GROUP' group (and root) can use it:
+  ./bin/moat --state-dir $STATE_DIR info
+  LXD_DIR=$STATE_DIR lxc info
+Stop it with: make stop
+MSG
