@@ -7,9 +7,20 @@ import (
 
 // endpoints is the route table. Every action names the entitlement checked
 // before its handler runs (see package route); an action without one must
-// be AllowUntrusted, and the route-table test enforces it.
+// be AllowUntrusted, and the route-table test enforces it. Each feature
+// keeps its endpoints in its own file and adds them here.
 func (d *Daemon) endpoints() []*route.Endpoint {
-	server := func(*route.Request) authz.Entity { return authz.Entity{Type: authz.Server} }
+	var eps []*route.Endpoint
+	eps = append(eps, d.coreEndpoints()...)
+	return eps
+}
+
+// serverEntity is the entity of server-level actions.
+func serverEntity(*route.Request) authz.Entity { return authz.Entity{Type: authz.Server} }
+
+// coreEndpoints are the server, project, operation and event endpoints.
+func (d *Daemon) coreEndpoints() []*route.Endpoint {
+	server := serverEntity
 	return []*route.Endpoint{
 		{Path: "/", Get: &route.Action{Handler: getRoot, AllowUntrusted: true}},
 		{Path: "/1.0",
