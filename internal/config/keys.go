@@ -1,6 +1,10 @@
 package config
 
-import "github.com/moat/moat/internal/expiry"
+import (
+	"errors"
+
+	"github.com/moat/moat/internal/expiry"
+)
 
 // Server is the schema of the server config (GET/PUT/PATCH /1.0).
 var Server = NewSchema("server", map[string]Key{
@@ -10,7 +14,30 @@ var Server = NewSchema("server", map[string]Key{
 	// operator says otherwise.
 	"core.remote_token_expiry":  {Default: "15M", Validate: expiry.Validate},
 	"cluster.join_token_expiry": {Default: "15M", Validate: expiry.Validate},
+	// Legacy opt-in trust password. The daemon stores an argon2id hash in
+	// its place (see daemon's config hook) and GET /1.0 shows only "true"
+	// when it is set; sending "true" back keeps the stored hash.
+	"core.trust_password": {Secret: true, Validate: TrustPassword},
+	// PKI mode: trust any certificate signed by server.ca (and not revoked
+	// by ca.crl) without a trust store entry.
+	"core.trust_ca_certificates": {Default: "false", Validate: Bool},
+	// TLS 1.3 only unless this is true; then TLS 1.2 with ECDHE and AEAD
+	// suites only. For old clients; a hardening audit flags it.
+	"core.tls_allow_tls12": {Default: "false", Validate: Bool},
 })
+
+// SecretPlaceholder is what the API shows for a set secret key.
+const SecretPlaceholder = "true"
+
+// TrustPassword accepts a trust password of at least 8 characters (or a
+// stored hash, which is longer). "true" is refused: it is how the API
+// shows that a password is set, and sending it back keeps the password.
+func TrustPassword(v string) error {
+	if len(v) < 8 {
+		return errors.New("must be at least 8 characters long")
+	}
+	return nil
+}
 
 var (
 	blockAllow = OneOf("block", "allow")

@@ -223,12 +223,12 @@ func (op *Operation) setStatus(s api.StatusCode, errText string) {
 	op.err = errText
 	op.updatedAt = time.Now().UTC()
 	final := s.IsFinal()
-	if final {
-		close(op.done)
-	}
 	op.mu.Unlock()
+	// Publish before waking waiters: whoever saw Wait return can rely on
+	// the final event having been sent.
 	op.publish()
 	if final {
+		close(op.done)
 		time.AfterFunc(op.mgr.keep, func() { op.mgr.remove(op.id) })
 	}
 }

@@ -1,0 +1,367 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/moat/moat/internal/errdefs"
+	"github.com/moat/moat/internal/idmap"
+)
+
+// ForcePrivilegedNesting is the key an admin sets to "true" to run a
+// privileged container with nesting enabled. The hardening guide warns that
+// this combination gives root on the host, so Moat refuses it unless this
+// key says the admin knows.
+const ForcePrivilegedNesting = "security.privileged.allow_nesting"
+
+// Instance is the schema of instance and profile config. volatile.* keys
+// are declared here so they can be stored and read, but users never set
+// them (see CheckUserInstance).
+var Instance = NewSchema("instance", map[string]Key{
+	"security.privileged":     {Default: "false", Validate: Bool},
+	"security.nesting":        {Default: "false", Validate: Bool},
+	ForcePrivilegedNesting:    {Default: "false", Validate: Bool},
+	"security.idmap.isolated": {Default: "false", Validate: Bool},
+	"security.idmap.size":     {Validate: idmapSize},
+	"security.idmap.base":     {Validate: Uint(idmap.MaxID)},
+	"raw.idmap":               {Validate: rawIDMap},
+	"limits.cpu":              {Validate: LimitsCPU},
+	"limits.memory":           {Validate: LimitsMemory},
+	"limits.memory.enforce":   {Default: "hard", Validate: OneOf("hard", "soft")},
+	"limits.processes":        {Validate: limitsProcesses},
+	"boot.autostart":          {Validate: Bool},
+	"boot.autostart.delay":    {Validate: Uint(1 << 20)},
+	"boot.autostart.priority": {Validate: Uint(1 << 20)},
+	"boot.host_shutdown_timeout": {Validate: Uint(1 << 20)},
+	"boot.stop.priority":         {Validate: Uint(1 << 20)},
+	"volatile.base_image":        {},
+	"volatile.uuid":              {},
+	"volatile.idmap.base":        {},
+	"volatile.idmap.current":     {},
+	"volatile.idmap.next":        {},
+	"volatile.last_state.idmap":  {},
+	"volatile.last_state.power":  {},
+})
+
+func init() {
+	Instance.freeform = append(Instance.freeform, "user.", "environment.", "image.")
+}
+
+// IsVolatile reports keys only the daemon sets.
+func IsVolatile(key string) bool { return strings.HasPrefix(key, "volatile.") }
+
+func idmapSize(v string) error {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n < 1 {
+		return errors.New("must be a positive number of ids")
+	}
+	if n > idmap.MaxID {
+		return fmt.Errorf("must be at most %d", uint64(idmap.MaxID))
+	}
+	return nil
+}
+
+func rawIDMap(v string) error {
+	_, err := idmap.ParseRaw(v)
+	return err
+}
+
+func limitsProcesses(v string) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return errors.New("must be a positive integer (unset the key for no limit)")
+	}
+	if n < 1 {
+		return errors.New("must be at least 1 (unset the key for no limit)")
+	}
+	if n > 1<<31 {
+		return fmt.Errorf("must be at most %d", int64(1<<31))
+	}
+	return nil
+}
+
+// HostCPUs is the number of CPUs limits.cpu is checked against.
+var HostCPUs = runtime.NumCPU()
+
+// LimitsCPU accepts a CPU count from 1 to the host's CPUs, or a cpuset
+// ("0-3,5") naming only CPUs the host has.
+func LimitsCPU(v string) error {
+	if !strings.ContainsAny(v, ",-") {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errors.New("must be a CPU count or a CPU set such as 0-3,5")
+		}
+		if n < 1 || n > HostCPUs {
+			return fmt.Errorf("CPU count must be from 1 to %d (the host's CPUs)", HostCPUs)
+		}
+		return nil
+	}
+	for _, part := range strings.Split(v, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || a < 0 || b < a {
+			return fmt.Errorf("bad CPU set element %q", part)
+		}
+		if b >= HostCPUs {
+			return fmt.Errorf("CPU %d does not exist (the host has CPUs 0-%d)", b, HostCPUs-1)
+		}
+	}
+	return nil
+}
+
+// MinMemory is the smallest limits.memory accepted: below it not even init
+// and a shell fit.
+const MinMemory = 4 << 20
+
+// LimitsMemory accepts a size ("512MiB") of at least MinMemory, or a
+// percentage of host memory from 1% to 100%.
+func LimitsMemory(v string) error {
+	if p, ok := strings.CutSuffix(v, "%"); ok {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 100 {
+			return errors.New("percentage must be a whole number from 1% to 100%")
+		}
+		return nil
+	}
+	n, err := ParseByteSize(v)
+	if err != nil {
+		return err
+	}
+	if n < MinMemory {
+		return fmt.Errorf("must be at least %d bytes (4MiB)", MinMemory)
+	}
+	return nil
+}
+
+// Device types Moat implements.
+const (
+	DeviceDisk      = "disk"
+	DeviceUnixChar  = "unix-char"
+	DeviceUnixBlock = "unix-block"
+)
+
+var deviceSchemas = map[string]map[string]func(string) error{
+	DeviceDisk: {
+		"source":   nil,
+		"path":     nil,
+		"readonly": Bool,
+		"pool":     Name,
+		"required": Bool,
+	},
+	DeviceUnixChar:  unixDeviceKeys,
+	DeviceUnixBlock: unixDeviceKeys,
+}
+
+var unixDeviceKeys = map[string]func(string) error{
+	"source":   AbsPath,
+	"path":     AbsPath,
+	"major":    Uint(1<<12 - 1),
+	"minor":    Uint(1<<20 - 1),
+	"mode":     octalMode,
+	"uid":      Uint(idmap.MaxID),
+	"gid":      Uint(idmap.MaxID),
+	"required": Bool,
+}
+
+func octalMode(v string) error {
+	n, err := strconv.ParseUint(v, 8, 32)
+	if err != nil || n > 0o777 {
+		return errors.New("must be an octal permission mode such as 0660")
+	}
+	return nil
+}
+
+// CheckDevices validates every device of a (local or profile) device map,
+// reporting the first problem in name order with device and key.
+func CheckDevices(devices map[string]map[string]string) error {
+	names := make([]string, 0, len(devices))
+	for n := range devices {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := checkDevice(name, devices[name]); err != nil {
+			return errdefs.Invalidf("Invalid device %q: %v", name, err)
+		}
+	}
+	return nil
+}
+
+func checkDevice(name string, dev map[string]string) error {
+	if name == "" || len(name) > 64 || strings.ContainsAny(name, "/\x00") || hasControl(name) {
+		return errors.New("bad device name")
+	}
+	typ := dev["type"]
+	schema, ok := deviceSchemas[typ]
+	if !ok {
+		if typ == "nic" {
+			return errors.New(`device type "nic" is not supported yet: containers get a loopback-only network`)
+		}
+		if typ == "" {
+			return errors.New(`missing key "type"`)
+		}
+		return fmt.Errorf("unsupported device type %q (supported: disk, unix-char, unix-block)", typ)
+	}
+	keys := make([]string, 0, len(dev))
+	for k := range dev {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "type" {
+			continue
+		}
+		v := dev[k]
+		validate, ok := schema[k]
+		if !ok {
+			return fmt.Errorf("unknown key %q for a %s device", k, typ)
+		}
+		if hasControl(v) {
+			return fmt.Errorf("key %q: value contains control characters", k)
+		}
+		if validate != nil && v != "" {
+			if err := validate(v); err != nil {
+				return fmt.Errorf("key %q: invalid value %q: %v", k, v, err)
+			}
+		}
+	}
+	switch typ {
+	case DeviceDisk:
+		p := dev["path"]
+		if p == "" {
+			return errors.New(`key "path" is required for a disk device`)
+		}
+		if err := cleanAbs(p); err != nil {
+			return fmt.Errorf("key %q: %v", "path", err)
+		}
+		if p == "/" {
+			if dev["pool"] == "" {
+				return errors.New(`the root disk (path "/") needs key "pool"`)
+			}
+			if dev["source"] != "" {
+				return errors.New(`the root disk (path "/") takes no "source"`)
+			}
+			return nil
+		}
+		if dev["pool"] != "" {
+			return errors.New(`custom storage volumes are not supported: a disk other than the root disk needs a host path "source" and no "pool"`)
+		}
+		if dev["source"] == "" {
+			return errors.New(`key "source" is required for a disk device other than the root disk`)
+		}
+		if err := cleanAbs(dev["source"]); err != nil {
+			return fmt.Errorf("key %q: %v", "source", err)
+		}
+	case DeviceUnixChar, DeviceUnixBlock:
+		if dev["path"] == "" && dev["source"] == "" {
+			return errors.New(`key "path" or "source" is required`)
+		}
+		if (dev["major"] == "") != (dev["minor"] == "") {
+			return errors.New(`keys "major" and "minor" go together`)
+		}
+		if dev["major"] == "" && dev["source"] == "" {
+			return errors.New(`key "source" is required unless "major" and "minor" are given`)
+		}
+		for _, k := range []string{"path", "source"} {
+			if dev[k] != "" {
+				if err := cleanAbs(dev[k]); err != nil {
+					return fmt.Errorf("key %q: %v", k, err)
+				}
+			}
+		}
+		if p := dev["path"]; p == "/" || dev["path"] == "" && dev["source"] == "/" {
+			return errors.New("a device node cannot replace the container's root")
+		}
+	}
+	return nil
+}
+
+func cleanAbs(p string) error {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p {
+		return errors.New("must be a clean absolute path")
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// CheckInstanceKeys validates a local (instance or profile) config map
+// against the instance schema; environment.* values are free-form but
+// must not carry control characters other than tab.
+func CheckInstanceKeys(cfg map[string]string) error {
+	if err := Instance.Check(cfg); err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(cfg))
+	for k := range cfg {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if rest, ok := strings.CutPrefix(k, "environment."); ok {
+			if rest == "" || strings.ContainsAny(rest, "=\x00") || hasControl(rest) {
+				return errdefs.Invalidf("Invalid instance configuration key %q: bad environment variable name", k)
+			}
+			if strings.ContainsRune(cfg[k], 0) {
+				return errdefs.Invalidf("Invalid value for instance configuration key %q: contains a NUL byte", k)
+			}
+		}
+	}
+	return nil
+}
+
+// CheckExpanded validates an instance's expanded (profiles + local)
+// config and devices as a whole: the rules that span keys. It is the one
+// check every path that changes an instance's effective config runs.
+func CheckExpanded(cfg map[string]string, devices map[string]map[string]string) error {
+	if err := CheckInstanceKeys(cfg); err != nil {
+		return err
+	}
+	if err := CheckDevices(devices); err != nil {
+		return err
+	}
+	priv := IsTrue(cfg["security.privileged"])
+	if priv && IsTrue(cfg["security.nesting"]) && !IsTrue(cfg[ForcePrivilegedNesting]) {
+		return errdefs.Invalidf("security.privileged=true together with security.nesting=true gives root on the host: refused unless %s=true is set", ForcePrivilegedNesting)
+	}
+	if priv && cfg["raw.idmap"] != "" {
+		return errdefs.Invalidf("raw.idmap cannot be used with security.privileged=true (privileged containers have no ID map)")
+	}
+	root := ""
+	paths := map[string]string{}
+	names := make([]string, 0, len(devices))
+	for n := range devices {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		d := devices[n]
+		p := d["path"]
+		if d["type"] != DeviceDisk && p == "" {
+			p = d["source"]
+		}
+		if other, dup := paths[p]; dup {
+			return errdefs.Invalidf("Devices %q and %q both use path %q", other, n, p)
+		}
+		paths[p] = n
+		if d["type"] == DeviceDisk && p == "/" {
+			root = n
+		}
+	}
+	if root == "" {
+		return errdefs.Invalidf("No root disk device: add a disk device with path \"/\" and a pool, directly or through a profile")
+	}
+	return nil
+}
