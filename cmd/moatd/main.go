@@ -14,9 +14,13 @@ import (
 	"time"
 
 	"github.com/moat/moat/internal/daemon"
+	lxcdriver "github.com/moat/moat/internal/instance/lxc"
 )
 
 func main() {
+	// Helper sub-commands (forkstart, forkexecd) re-execute this binary:
+	// they must run before anything else starts threads or opens files.
+	lxcdriver.RunHelper(os.Args)
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -27,6 +31,7 @@ func run(args []string) int {
 	level := fs.String("log-level", "", "log level: debug, info, warn or error (default warn, info with --verbose)")
 	verbose := fs.Bool("verbose", false, "log at info level")
 	useSyslog := fs.Bool("syslog", false, "also log to the local syslog socket")
+	syslogSocket := fs.String("syslog-socket", "/dev/log", "the syslog socket --syslog writes to")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -47,9 +52,9 @@ func run(args []string) int {
 	}
 	var out io.Writer = os.Stderr
 	if *useSyslog {
-		w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "moatd")
+		w, err := syslog.Dial("unixgram", *syslogSocket, syslog.LOG_DAEMON|syslog.LOG_INFO, "moatd")
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "moatd: cannot connect to syslog: %v\n", err)
+			fmt.Fprintf(os.Stderr, "moatd: cannot connect to syslog at %s: %v\n", *syslogSocket, err)
 			return 1
 		}
 		out = io.MultiWriter(os.Stderr, w)

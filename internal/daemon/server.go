@@ -38,6 +38,11 @@ func (d *Daemon) getServer(r *route.Request) response.Response {
 		return response.Sync(base, nil)
 	}
 	base.Auth = "trusted"
+	if r.Project != "default" {
+		if err := d.projectExists(r.Project); err != nil {
+			return response.Error(err)
+		}
+	}
 	cfg := d.config()
 	shown := config.Server.Public(cfg)
 	if authz.Authorize(id, authz.CanEdit, authz.Entity{Type: authz.Server}) == nil {

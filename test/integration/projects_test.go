@@ -88,3 +88,16 @@ func TestProjects(t *testing.T) {
 		t.Fatalf("projects after delete = %v", got)
 	}
 }
+
+func TestServerViewOfMissingProject(t *testing.T) {
+	d := testdaemon.Start(t)
+	if r := d.Do("GET", "/1.0?project=nope", nil); r.Status != 404 {
+		t.Fatalf("GET /1.0?project=nope: %d", r.Status)
+	}
+	d.Do("POST", "/1.0/projects", api.ProjectsPost{Name: "there"})
+	var s api.Server
+	d.Do("GET", "/1.0?project=there", nil).Metadata(t, &s)
+	if s.Environment.Project != "there" {
+		t.Fatalf("environment.project = %q", s.Environment.Project)
+	}
+}
