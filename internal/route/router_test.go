@@ -118,7 +118,9 @@ func TestRouterAuthorizes(t *testing.T) {
 	confined := &identity.Identity{Kind: identity.TLSRestricted, Username: "abc", Protocol: "tls", Projects: []string{"p1"}}
 	rt := testRouter(confined, &recs)
 	var denied []authz.Entity
-	rt.Denied = func(_ *identity.Identity, _ *http.Request, _ authz.Entitlement, e authz.Entity) { denied = append(denied, e) }
+	rt.Denied = func(_ *identity.Identity, _ *http.Request, _ authz.Entitlement, e authz.Entity) {
+		denied = append(denied, e)
+	}
 	if code, _ := call(t, rt, "GET", "/1.0/things/a?project=p1", ""); code != 200 {
 		t.Fatalf("confined identity in its project: %d", code)
 	}
