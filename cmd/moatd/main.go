@@ -28,6 +28,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("moatd", flag.ContinueOnError)
 	stateDir := fs.String("state-dir", envOr("MOAT_DIR", "/var/lib/moat"), "state directory (env MOAT_DIR)")
 	group := fs.String("group", "moat", "admin group: its members get full control over the unix socket")
+	userGroup := fs.String("user-group", "", "serve STATE-DIR/user/unix.socket to this group, each user confined to a project of their own")
 	level := fs.String("log-level", "", "log level: debug, info, warn or error (default warn, info with --verbose)")
 	verbose := fs.Bool("verbose", false, "log at info level")
 	useSyslog := fs.Bool("syslog", false, "also log to the local syslog socket")
@@ -63,7 +64,7 @@ func run(args []string) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	d, err := daemon.New(ctx, daemon.Config{StateDir: *stateDir, Group: *group, LogHandler: handler})
+	d, err := daemon.New(ctx, daemon.Config{StateDir: *stateDir, Group: *group, UserGroup: *userGroup, LogHandler: handler})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "moatd: %v\n", err)
 		return 1

@@ -38,6 +38,9 @@ type Config struct {
 	// Group is the admin group: its members get full control over the
 	// unix socket.
 	Group string
+	// UserGroup, when set, serves DIR/user/unix.socket to its members, each
+	// confined to a project of their own.
+	UserGroup string
 	// Log is the daemon's logger; the daemon also turns its records into
 	// logging events.
 	LogHandler slog.Handler
@@ -55,9 +58,12 @@ type Daemon struct {
 	env    environment
 	unix   authn.Unix
 
-	lock     *os.File
-	server   *http.Server
-	listener net.Listener
+	lock       *os.File
+	server     *http.Server
+	userServer *http.Server
+	listener   net.Listener
+	// provisioned remembers the per-user projects known to exist.
+	provisioned sync.Map
 
 	mu           sync.RWMutex
 	serverConfig map[string]string
@@ -71,6 +77,17 @@ func New(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		return nil, fmt.Errorf("admin group %q does not exist (create it with: groupadd %s): %w", cfg.Group, cfg.Group, err)
 	}
 	gid, _ := strconv.Atoi(grp.Gid)
+	userGID := 0
+	if cfg.UserGroup != "" {
+		ug, err := user.LookupGroup(cfg.UserGroup)
+		if err != nil {
+			return nil, fmt.Errorf("user group %q does not exist (create it with: groupadd %s): %w", cfg.UserGroup, cfg.UserGroup, err)
+		}
+		if ug.Gid == grp.Gid {
+			return nil, fmt.Errorf("the user group must differ from the admin group %q", cfg.Group)
+		}
+		userGID, _ = strconv.Atoi(ug.Gid)
+	}
 
 	// Everything the daemon creates (database, WAL, keys, logs) is private
 	// unless it says otherwise (the socket does).
@@ -104,7 +121,7 @@ func New(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		bus:  bus,
 		ops:  operation.NewManager(bus),
 		lock: lock,
-		unix: authn.Unix{AdminGID: uint32(gid)},
+		unix: authn.Unix{AdminGID: uint32(gid), UserGID: uint32(userGID)},
 		env:  probeEnvironment(),
 	}
 	d.log = slog.New(event.NewLogHandler(cfg.LogHandler, bus))
@@ -161,6 +178,9 @@ func (d *Daemon) Start() error {
 			d.log.Error("unix socket server stopped", "err", err)
 		}
 	}()
+	if err := d.startUserSocket(); err != nil {
+		return fmt.Errorf("user socket: %w", err)
+	}
 	d.log.Info("moatd ready", "socket", d.SocketPath(), "version", Version)
 	return nil
 }
@@ -172,10 +192,13 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.ops.Shutdown(10 * time.Second)
 	d.bus.Close()
 	var errs []error
-	if d.server != nil {
-		if err := d.server.Shutdown(ctx); err != nil {
+	for _, srv := range []*http.Server{d.server, d.userServer} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
-			d.server.Close()
+			srv.Close()
 		}
 	}
 	errs = append(errs, d.audit.Close(), d.store.Close(), d.lock.Close())
@@ -185,7 +208,14 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 
 func (d *Daemon) authenticate(r *http.Request) *identity.Identity {
 	if p, ok := endpoint.PeerFromContext(r.Context()); ok {
-		return d.unix.Identify(p)
+		id := d.unix.Identify(p)
+		if id.Kind == identity.UnixUser {
+			if err := d.provisionUser(id); err != nil {
+				d.log.Error("per-user project", "user", id.Username, "err", err)
+				return &identity.Identity{Kind: identity.Untrusted, Address: "@"}
+			}
+		}
+		return id
 	}
 	return &identity.Identity{Kind: identity.Untrusted, Address: r.RemoteAddr}
 }

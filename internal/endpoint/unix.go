@@ -20,6 +20,9 @@ type peerKey struct{}
 type Peer struct {
 	PID      int32
 	UID, GID uint32
+	// UserSocket is set for peers of the per-user socket, who are confined
+	// to their own project whatever groups they are in.
+	UserSocket bool
 }
 
 // PeerFromContext returns the unix peer of the request's connection.
@@ -31,6 +34,15 @@ func PeerFromContext(ctx context.Context) (Peer, bool) {
 // ConnContext is an http.Server ConnContext hook that attaches the peer
 // credentials of unix connections.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return withPeer(ctx, c, false)
+}
+
+// UserConnContext is ConnContext for the per-user socket.
+func UserConnContext(ctx context.Context, c net.Conn) context.Context {
+	return withPeer(ctx, c, true)
+}
+
+func withPeer(ctx context.Context, c net.Conn, userSocket bool) context.Context {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return ctx
@@ -47,7 +59,7 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	if err != nil || credErr != nil {
 		return ctx
 	}
-	return context.WithValue(ctx, peerKey{}, Peer{PID: cred.Pid, UID: cred.Uid, GID: cred.Gid})
+	return context.WithValue(ctx, peerKey{}, Peer{PID: cred.Pid, UID: cred.Uid, GID: cred.Gid, UserSocket: userSocket})
 }
 
 // ListenUnix creates the socket at path with mode 0660, owned by root and

@@ -37,6 +37,9 @@ type Identity struct {
 	Address string
 	// Projects confines TLSRestricted and UnixUser identities.
 	Projects []string
+	// DefaultProject is the project of requests that name none (a per-user
+	// socket user's own project); "" means "default".
+	DefaultProject string
 	// UID and GID of a unix peer.
 	UID, GID uint32
 	// ClientCertificate reports whether a TLS client presented a certificate.

@@ -174,6 +174,9 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, id *identity.
 		return response.Error(errdefs.Forbiddenf("not authorized")), "untrusted"
 	}
 	req := &Request{HTTP: r, W: w, Identity: id, Project: "default", vars: vars}
+	if id.DefaultProject != "" {
+		req.Project = id.DefaultProject
+	}
 	q := r.URL.Query()
 	if p := q.Get("project"); p != "" {
 		if err := config.Name(p); err != nil {
