@@ -18,13 +18,17 @@ import (
 // asUser runs curl against the socket as uid/gid 65534 with the given
 // supplementary groups (setpriv from util-linux), returning its output.
 func asUser(t *testing.T, d *testdaemon.Daemon, groups string) (string, error) {
+	return asUID(t, d, "65534", groups)
+}
+
+func asUID(t *testing.T, d *testdaemon.Daemon, uid, groups string) (string, error) {
 	t.Helper()
 	for _, tool := range []string{"setpriv", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is needed for this test: %v", tool, err)
 		}
 	}
-	args := []string{"--reuid=65534", "--regid=65534"}
+	args := []string{"--reuid=" + uid, "--regid=" + uid}
 	if groups == "" {
 		args = append(args, "--clear-groups")
 	} else {
@@ -63,6 +67,11 @@ func TestSocketAccessByGroup(t *testing.T) {
 	out, err = asUser(t, d, g.Gid)
 	if err != nil || !strings.Contains(out, `"auth":"trusted"`) || !strings.Contains(out, `"auth_user_name":"nobody"`) {
 		t.Fatalf("admin group member: err=%v out=%.300s", err, out)
+	}
+	// A uid without a passwd entry is named uid=N.
+	out, err = asUID(t, d, "54321", g.Gid)
+	if err != nil || !strings.Contains(out, `"auth_user_name":"uid=54321"`) {
+		t.Fatalf("nameless uid: err=%v out=%.300s", err, out)
 	}
 	// Nothing else in the state directory is readable by others.
 	entries, _ := os.ReadDir(d.Dir)

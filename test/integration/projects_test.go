@@ -75,6 +75,16 @@ func TestProjects(t *testing.T) {
 		t.Fatalf("rejected requests changed the project list: %v", got)
 	}
 
+	// Read-only fields echoed back (as lxc project edit does) are ignored.
+	echo := map[string]any{"name": "other", "used_by": []string{"/1.0/x"}, "description": "edited", "config": p.Config}
+	if r := d.Do("PUT", "/1.0/projects/p1", echo); r.Status != 200 {
+		t.Fatalf("PUT with read-only fields: %d %s", r.Status, r.Body.Error)
+	}
+	d.Do("GET", "/1.0/projects/p1", nil).Metadata(t, &p)
+	if p.Name != "p1" || p.Description != "edited" {
+		t.Fatalf("after PUT with echoed fields: %+v", p)
+	}
+
 	if r := d.Do("POST", "/1.0/projects/p1", api.ProjectPost{Name: "p9"}); r.Status != 202 {
 		t.Fatalf("rename: %d %s", r.Status, r.Body.Error)
 	}
