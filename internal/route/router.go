@@ -190,6 +190,17 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, id *identity.
 		}
 		req.AllProjects = true
 	}
+	// The project gate: a confined caller that names a project it cannot
+	// see learns nothing about it, whichever endpoint it asks (404, as for
+	// a missing one). Project-scoped entities are checked again below.
+	if q.Get("project") != "" && !req.AllProjects && id.Trusted() && !authz.CanViewProject(id, req.Project) {
+		if err := authz.Authorize(id, authz.CanView, authz.Entity{Type: authz.Project, Name: req.Project, Project: req.Project}); err != nil {
+			if rt.Denied != nil {
+				rt.Denied(id, r, authz.CanView, authz.Entity{Type: authz.Project, Name: req.Project, Project: req.Project})
+			}
+			return response.Error(err), "authz: " + err.Error()
+		}
+	}
 	if act.Entitlement != "" && id.Trusted() {
 		ent := authz.Entity{Type: authz.Server}
 		if act.Entity != nil {

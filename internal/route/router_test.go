@@ -131,3 +131,19 @@ func TestRouterAuthorizes(t *testing.T) {
 		t.Fatalf("denials reported: %+v", denied)
 	}
 }
+
+func TestRouterProjectGate(t *testing.T) {
+	var recs []Record
+	confined := &identity.Identity{Kind: identity.TLSRestricted, Username: "abc", Protocol: "tls", Projects: []string{"p1"}}
+	rt := testRouter(confined, &recs)
+	// /1.0 is open to everyone, but naming a foreign project still hides it.
+	if code, _ := call(t, rt, "GET", "/1.0?project=p2", ""); code != 404 {
+		t.Fatalf("GET /1.0?project=p2 by a caller confined to p1: %d", code)
+	}
+	if code, _ := call(t, rt, "GET", "/1.0?project=p1", ""); code != 200 {
+		t.Fatalf("own project: %d", code)
+	}
+	if code, _ := call(t, rt, "GET", "/1.0", ""); code != 200 {
+		t.Fatalf("no project named: %d", code)
+	}
+}
