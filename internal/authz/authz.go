@@ -25,6 +25,8 @@ const (
 	CanViewResources  Entitlement = "can_view_resources"
 	CanCreateProjects Entitlement = "can_create_projects"
 	CanViewProjects   Entitlement = "can_view_projects"
+	// CanCreateIdentities adds certificates and issues trust tokens.
+	CanCreateIdentities Entitlement = "can_create_identities"
 )
 
 // EntityType is the kind of object an entitlement applies to.
@@ -35,6 +37,8 @@ const (
 	Server    EntityType = "server"
 	Project   EntityType = "project"
 	Operation EntityType = "operation"
+	// Certificate is a trust store entry; its Name is the fingerprint.
+	Certificate EntityType = "certificate"
 )
 
 // Entity is the object of a request. Project is the project the entity
@@ -55,6 +59,9 @@ var serverForRestricted = []Entitlement{CanViewResources}
 // it is confined to: use it, never change or delete it.
 var projectForRestricted = []Entitlement{CanView, CanViewEvents, CanViewOperations}
 
+// certificateSelf is what a restricted certificate may do to its own entry.
+var certificateSelf = []Entitlement{CanView, CanEdit, CanDelete}
+
 // Authorize returns nil if id may exercise ent on e. A denial wraps
 // errdefs.ErrNotFound when the caller may not even know the entity exists,
 // and errdefs.ErrForbidden otherwise.
@@ -74,6 +81,14 @@ func Authorize(id *identity.Identity, ent Entitlement, e Entity) error {
 			return nil
 		}
 		return errdefs.Forbiddenf("Certificate is restricted")
+	case Certificate:
+		// A confined certificate sees and manages only itself (viewing,
+		// replacing its certificate, removing itself); others do not
+		// exist for it.
+		if id.Kind == identity.TLSRestricted && e.Name != "" && e.Name == id.Username && slices.Contains(certificateSelf, ent) {
+			return nil
+		}
+		return errdefs.NotFoundf("Certificate not found")
 	case Project:
 		if !CanViewProject(id, e.Name) {
 			return errdefs.NotFoundf("Project not found")

@@ -57,6 +57,7 @@ type Daemon struct {
 	audit  *audit.Log
 	env    environment
 	unix   authn.Unix
+	trust  *trust // remote API: HTTPS listener, TLS trust, tokens
 
 	lock       *os.File
 	server     *http.Server
@@ -150,6 +151,11 @@ func New(ctx context.Context, cfg Config) (d *Daemon, err error) {
 	d.router.Audit = d.audit.Record
 	d.router.Authenticate = d.authenticate
 	d.router.Denied = d.denied
+	if err := d.initTrust(ctx); err != nil {
+		d.audit.Close()
+		d.store.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -181,6 +187,9 @@ func (d *Daemon) Start() error {
 	if err := d.startUserSocket(); err != nil {
 		return fmt.Errorf("user socket: %w", err)
 	}
+	if err := d.startHTTPS(); err != nil {
+		return err
+	}
 	d.log.Info("moatd ready", "socket", d.SocketPath(), "version", Version)
 	return nil
 }
@@ -192,6 +201,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.ops.Shutdown(10 * time.Second)
 	d.bus.Close()
 	var errs []error
+	if err := d.stopHTTPS(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	for _, srv := range []*http.Server{d.server, d.userServer} {
 		if srv == nil {
 			continue
@@ -207,6 +219,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 }
 
 func (d *Daemon) authenticate(r *http.Request) *identity.Identity {
+	if id := tlsIdentity(r); id != nil {
+		return id
+	}
 	if p, ok := endpoint.PeerFromContext(r.Context()); ok {
 		id := d.unix.Identify(p)
 		if id.Kind == identity.UnixUser {

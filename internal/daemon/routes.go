@@ -12,6 +12,7 @@ import (
 func (d *Daemon) endpoints() []*route.Endpoint {
 	var eps []*route.Endpoint
 	eps = append(eps, d.coreEndpoints()...)
+	eps = append(eps, d.trustEndpoints()...)
 	return eps
 }
 

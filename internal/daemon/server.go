@@ -43,15 +43,17 @@ func (d *Daemon) getServer(r *route.Request) response.Response {
 			return response.Error(err)
 		}
 	}
-	cfg := d.config()
+	cfg := config.Server.Redact(d.config())
 	shown := config.Server.Public(cfg)
 	if authz.Authorize(id, authz.CanEdit, authz.Entity{Type: authz.Server}) == nil {
 		shown = cfg
 	}
+	env := d.apiEnvironment(r.Project)
+	d.trustEnvironment(&env)
 	return response.Sync(api.Server{
 		Config: shown, ServerUntrusted: base,
 		AuthUserName: id.Username, AuthUserMethod: id.Protocol,
-		Environment: d.apiEnvironment(r.Project),
+		Environment: env,
 	}, shown)
 }
 
@@ -77,17 +79,26 @@ func (d *Daemon) updateServerConfig(r *route.Request, next func(map[string]strin
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cur := d.serverConfig
-	if err := r.CheckETag(cur); err != nil {
+	// Clients see (and echo back) secrets redacted; the ETag is of that view.
+	if err := r.CheckETag(config.Server.Redact(cur)); err != nil {
 		return response.Error(err)
 	}
-	newCfg := next(maps.Clone(cur))
+	newCfg, _ := config.Server.KeepSecrets(cur, next(maps.Clone(cur)))
 	if err := config.Server.Check(newCfg); err != nil {
 		return response.Error(err)
 	}
-	err := d.store.Update(context.Background(), func(tx *store.Tx) error { return tx.ReplaceServerConfig(newCfg) })
+	// Side effects (hashing the trust password, moving the HTTPS
+	// listener) are prepared here and applied only if the store succeeds.
+	commit, abort, err := d.prepareServerConfig(cur, newCfg)
 	if err != nil {
 		return response.Error(err)
 	}
+	err = d.store.Update(context.Background(), func(tx *store.Tx) error { return tx.ReplaceServerConfig(newCfg) })
+	if err != nil {
+		abort()
+		return response.Error(err)
+	}
+	commit()
 	d.serverConfig = newCfg
 	d.bus.Lifecycle("config-updated", "/1.0", "", r.Identity.Requestor(), nil)
 	return response.EmptySync()

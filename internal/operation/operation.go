@@ -44,6 +44,9 @@ type Args struct {
 	// WebsocketSecrets are the secrets Connect accepts.
 	WebsocketSecrets []string
 	Creator          *identity.Identity
+	// ID, when set, is used instead of a fresh UUID (an operation that
+	// represents persisted state, such as a trust token after a restart).
+	ID string
 }
 
 // Operation is one background operation.
@@ -84,8 +87,11 @@ func (m *Manager) Create(args Args) (*Operation, error) {
 		return nil, errors.New("operation needs a class")
 	}
 	now := time.Now().UTC()
+	if args.ID == "" {
+		args.ID = newUUID()
+	}
 	op := &Operation{
-		mgr: m, args: args, id: newUUID(), createdAt: now, updatedAt: now,
+		mgr: m, args: args, id: args.ID, createdAt: now, updatedAt: now,
 		status: api.Pending, metadata: maps.Clone(args.Metadata), done: make(chan struct{}),
 	}
 	if op.metadata == nil {
