@@ -51,11 +51,10 @@ func (t *trust) tokenOperationArgs(rec store.Token, creator *identity.Identity) 
 	if !rec.ExpiresAt.IsZero() {
 		md["expiresAt"] = rec.ExpiresAt.Format(time.RFC3339Nano)
 	}
-	id := rec.ID
 	return operation.Args{
-		ID: id, Class: api.OperationClassToken, Description: "Certificate add token",
+		ID: rec.ID, Class: api.OperationClassToken, Description: "Certificate add token",
 		Metadata: md, SecretKeys: []string{"secret"}, MayCancel: true, Creator: creator,
-		OnCancel: func(op *operation.Operation) error { return t.revokeToken(id) },
+		OnCancel: func(op *operation.Operation) error { return t.revokeToken(op.ID()) },
 	}
 }
 
