@@ -57,7 +57,8 @@ var serverForRestricted = []Entitlement{CanViewResources}
 
 // projectForRestricted lists what a confined identity may do to a project
 // it is confined to: use it, never change or delete it.
-var projectForRestricted = []Entitlement{CanView, CanViewEvents, CanViewOperations}
+var projectForRestricted = []Entitlement{CanView, CanViewEvents, CanViewOperations,
+	CanCreateInstances, CanCreateImages, CanCreateProfiles}
 
 // certificateSelf is what a restricted certificate may do to its own entry.
 var certificateSelf = []Entitlement{CanView, CanEdit, CanDelete}
@@ -76,7 +77,7 @@ func Authorize(id *identity.Identity, ent Entitlement, e Entity) error {
 		return errdefs.NotFoundf("%s not found", titleCase(string(e.Type)))
 	}
 	switch e.Type {
-	case Server:
+	case Server, StoragePool:
 		if slices.Contains(serverForRestricted, ent) {
 			return nil
 		}

@@ -57,7 +57,8 @@ type Daemon struct {
 	audit  *audit.Log
 	env    environment
 	unix   authn.Unix
-	trust  *trust // remote API: HTTPS listener, TLS trust, tokens
+	trust  *trust      // remote API: HTTPS listener, TLS trust, tokens
+	ct     *containers // images, storage, instances (containers.go)
 
 	lock       *os.File
 	server     *http.Server
@@ -144,6 +145,11 @@ func New(ctx context.Context, cfg Config) (d *Daemon, err error) {
 		d.audit.Close()
 		d.store.Close()
 		return nil, fmt.Errorf("load server config: %w", err)
+	}
+	if err := d.initContainers(ctx); err != nil {
+		d.audit.Close()
+		d.store.Close()
+		return nil, err
 	}
 
 	d.router = route.NewRouter(d.endpoints())

@@ -13,6 +13,7 @@ func (d *Daemon) endpoints() []*route.Endpoint {
 	var eps []*route.Endpoint
 	eps = append(eps, d.coreEndpoints()...)
 	eps = append(eps, d.trustEndpoints()...)
+	eps = append(eps, d.containerEndpoints()...)
 	return eps
 }
 

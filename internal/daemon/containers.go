@@ -1,0 +1,214 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/moat/moat/internal/config"
+	"github.com/moat/moat/internal/errdefs"
+	"github.com/moat/moat/internal/identity"
+	"github.com/moat/moat/internal/idmap"
+	"github.com/moat/moat/internal/image"
+	"github.com/moat/moat/internal/instance"
+	"github.com/moat/moat/internal/route"
+	"github.com/moat/moat/internal/storage"
+	"github.com/moat/moat/internal/store"
+)
+
+// containers is the state of the container feature: image store, storage
+// pool, ID map host range and driver handles.
+type containers struct {
+	images  *image.Store
+	pool    *storage.Dir
+	lxcPath string
+	host    idmap.Host
+	hostErr error
+	handles instance.Handles
+
+	// allocMu serialises creates and config changes: isolated ID map
+	// allocation reads every other allocation and must persist its result
+	// before the next one reads.
+	allocMu sync.Mutex
+	locks   sync.Map // project/name -> *sync.Mutex
+}
+
+// instLock serialises lifecycle changes of one instance.
+func (c *containers) instLock(project, name string) *sync.Mutex {
+	m, _ := c.locks.LoadOrStore(project+"/"+name, &sync.Mutex{})
+	return m.(*sync.Mutex)
+}
+
+// defaultProfile is what a fresh install's default profile holds
+// (DESIGN.md 1.8): an isolated ID map per container and a root disk.
+func defaultProfile(project string) store.Profile {
+	return store.Profile{
+		Project: project, Name: "default", Description: "Default Moat profile",
+		Config:  map[string]string{"security.idmap.isolated": "true"},
+		Devices: store.Devices{"root": {"type": "disk", "path": "/", "pool": "default"}},
+	}
+}
+
+// initContainers opens the image store and the default pool, creates the
+// default pool and profile on a fresh install, and cleans what a crash
+// left behind (staging dirs, storage of instances that were never
+// committed, ephemeral instances that stopped while moatd was down).
+func (d *Daemon) initContainers(ctx context.Context) error {
+	c := &containers{lxcPath: filepath.Join(d.cfg.StateDir, "lxc")}
+	var err error
+	c.host, c.hostErr = idmap.DiscoverHost()
+	if c.images, err = image.Open(filepath.Join(d.cfg.StateDir, "images")); err != nil {
+		return fmt.Errorf("image store: %w", err)
+	}
+	if err := os.MkdirAll(c.lxcPath, 0o711); err != nil {
+		return err
+	}
+	if err := os.Chmod(c.lxcPath, 0o711); err != nil {
+		return err
+	}
+	poolPath := filepath.Join(d.cfg.StateDir, "storage-pools", "default")
+	if err := os.MkdirAll(filepath.Dir(poolPath), 0o711); err != nil {
+		return err
+	}
+	if err := os.Chmod(filepath.Dir(poolPath), 0o711); err != nil {
+		return err
+	}
+	var instances []store.Instance
+	var images []store.Image
+	err = d.store.Update(ctx, func(tx *store.Tx) error {
+		pools, err := tx.StoragePools()
+		if err != nil {
+			return err
+		}
+		if len(pools) == 0 {
+			if err := tx.CreateStoragePool(store.StoragePool{Name: "default", Driver: "dir", Config: map[string]string{"source": poolPath}}); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Profile("default", "default"); errors.Is(err, errdefs.ErrNotFound) {
+			if err := tx.CreateProfile(defaultProfile("default")); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+		if instances, err = tx.Instances(""); err != nil {
+			return err
+		}
+		images, err = tx.Images("")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("containers: %w", err)
+	}
+	if c.pool, err = storage.OpenDir("default", poolPath); err != nil {
+		return fmt.Errorf("storage pool: %w", err)
+	}
+	known := map[string]bool{}
+	for _, in := range instances {
+		known[instance.LXCName(in.Project, in.Name)] = true
+	}
+	for _, name := range c.pool.Containers() {
+		if !known[name] {
+			d.log.Warn("removing storage of an instance that was never created (interrupted create)", "name", name)
+			_ = c.pool.DeleteContainer(name)
+		}
+	}
+	fps := map[string]bool{}
+	for _, m := range images {
+		fps[m.Fingerprint] = true
+	}
+	c.images.Prune(func(fp string) bool { return fps[fp] })
+	d.ct = c
+	// Running containers were re-adopted by the above: their state is
+	// read live from liblxc. Ephemeral ones that stopped meanwhile go.
+	for _, in := range instances {
+		if !in.Ephemeral {
+			continue
+		}
+		if st, err := d.instanceStatus(in); err == nil && st == "Stopped" {
+			if err := d.removeInstance(ctx, in); err != nil {
+				d.log.Warn("removing stopped ephemeral instance", "name", in.Name, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// ensureDefaultProfile gives a project with its own profiles the default
+// profile LXD creates with the project.
+func ensureDefaultProfile(tx *store.Tx, project string) error {
+	if _, err := tx.Profile(project, "default"); errors.Is(err, errdefs.ErrNotFound) {
+		return tx.CreateProfile(defaultProfile(project))
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// featureProject is the project whose images (feature "images") or
+// profiles (feature "profiles") a project uses.
+func featureProject(tx *store.Tx, project, feature string) (string, error) {
+	if project == "default" {
+		return project, nil
+	}
+	p, err := tx.Project(project)
+	if err != nil {
+		return "", err
+	}
+	if config.IsTrue(p.Config["features."+feature]) {
+		return project, nil
+	}
+	return "default", nil
+}
+
+func randomName() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "c-" + hex.EncodeToString(b[:])
+}
+
+// delegationFloor refuses, for identities that are not full admins, the
+// config that grants host-level power (DESIGN.md 1.2): privileged
+// containers, nesting, raw.idmap, a fixed idmap base, host-path disks and
+// device passthrough.
+func delegationFloor(id *identity.Identity, ec map[string]string, devices store.Devices) error {
+	if id == nil || id.IsAdmin() {
+		return nil
+	}
+	for _, k := range []string{"security.privileged", "security.nesting", config.ForcePrivilegedNesting} {
+		if config.IsTrue(ec[k]) {
+			return errdefs.Forbiddenf("%s=true is not allowed for a confined identity", k)
+		}
+	}
+	for _, k := range []string{"raw.idmap", "security.idmap.base"} {
+		if ec[k] != "" {
+			return errdefs.Forbiddenf("%s is not allowed for a confined identity", k)
+		}
+	}
+	for name, dev := range devices {
+		switch {
+		case dev["type"] == config.DeviceDisk && dev["path"] != "/":
+			return errdefs.Forbiddenf("Device %q: host path disks are not allowed for a confined identity", name)
+		case dev["type"] == config.DeviceUnixChar || dev["type"] == config.DeviceUnixBlock:
+			return errdefs.Forbiddenf("Device %q: device passthrough is not allowed for a confined identity", name)
+		}
+	}
+	return nil
+}
+
+// containerEndpoints are the storage, image, profile and instance
+// endpoints.
+func (d *Daemon) containerEndpoints() []*route.Endpoint {
+	var eps []*route.Endpoint
+	eps = append(eps, d.storageEndpoints()...)
+	eps = append(eps, d.imageEndpoints()...)
+	eps = append(eps, d.profileEndpoints()...)
+	eps = append(eps, d.instanceEndpoints()...)
+	return eps
+}

@@ -1,0 +1,308 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/moat/moat/internal/errdefs"
+	"github.com/moat/moat/internal/idmap"
+	"github.com/moat/moat/internal/instance"
+	"github.com/moat/moat/internal/response"
+	"github.com/moat/moat/internal/route"
+)
+
+// The files API resolves every path with openat2(RESOLVE_IN_ROOT) on the
+// instance's rootfs: "..", absolute symlinks and relative ones all resolve
+// as they would inside the container, so no path or symlink planted by the
+// container can reach a host file. The rootfs stores container ids as
+// they are (idmapped mounts), so uid/gid headers are written unchanged.
+
+const resolveInRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
+
+// openRootfs opens the instance's rootfs directory.
+func (d *Daemon) openRootfs(r *route.Request) (int, error) {
+	if _, err := d.loadInstance(r.Project, r.Var("name")); err != nil {
+		return -1, err
+	}
+	root := d.ct.pool.Rootfs(instance.LXCName(r.Project, r.Var("name")))
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open rootfs: %w", err)
+	}
+	return fd, nil
+}
+
+func filePath(r *route.Request) (string, error) {
+	p := r.Query("path")
+	if p == "" || strings.ContainsRune(p, 0) {
+		return "", errdefs.Invalidf("Missing or invalid \"path\" query parameter")
+	}
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return path.Clean(p), nil
+}
+
+func fileErr(p string, err error) error {
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return errdefs.NotFoundf("Path %q not found", p)
+	case errors.Is(err, unix.EEXIST):
+		return errdefs.Conflictf("Path %q already exists", p)
+	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ELOOP),
+		errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EXDEV):
+		return errdefs.Invalidf("Path %q: %v", p, err)
+	}
+	return fmt.Errorf("path %q: %w", p, err)
+}
+
+func (d *Daemon) getInstanceFile(r *route.Request) response.Response {
+	p, err := filePath(r)
+	if err != nil {
+		return response.Error(err)
+	}
+	root, err := d.openRootfs(r)
+	if err != nil {
+		return response.Error(err)
+	}
+	defer unix.Close(root)
+	fd, err := unix.Openat2(root, p, &unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveInRoot})
+	if err != nil {
+		return response.Error(fileErr(p, err))
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return response.Error(err)
+	}
+	hdr := func(w http.ResponseWriter, typ string) {
+		w.Header().Set("X-LXD-uid", strconv.FormatUint(uint64(st.Uid), 10))
+		w.Header().Set("X-LXD-gid", strconv.FormatUint(uint64(st.Gid), 10))
+		w.Header().Set("X-LXD-mode", fmt.Sprintf("%04o", st.Mode&0o7777))
+		w.Header().Set("X-LXD-type", typ)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		buf := make([]byte, 4096)
+		n, err := unix.Readlinkat(fd, "", buf)
+		if err != nil {
+			return response.Error(err)
+		}
+		target := buf[:n]
+		return response.Manual(func(w http.ResponseWriter) error {
+			hdr(w, "symlink")
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.WriteHeader(http.StatusOK)
+			_, err := w.Write(target)
+			return err
+		})
+	case unix.S_IFDIR:
+		dfd, err := unix.Openat2(root, p, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveInRoot})
+		if err != nil {
+			return response.Error(fileErr(p, err))
+		}
+		dir := os.NewFile(uintptr(dfd), p)
+		names, err := dir.Readdirnames(-1)
+		dir.Close()
+		if err != nil {
+			return response.Error(err)
+		}
+		if names == nil {
+			names = []string{}
+		}
+		sync := response.Sync(names, nil)
+		return response.Manual(func(w http.ResponseWriter) error {
+			hdr(w, "directory")
+			return sync.Render(w)
+		})
+	case unix.S_IFREG:
+		ffd, err := unix.Openat2(root, p, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK, Resolve: resolveInRoot})
+		if err != nil {
+			return response.Error(fileErr(p, err))
+		}
+		f := os.NewFile(uintptr(ffd), p)
+		return response.Manual(func(w http.ResponseWriter) error {
+			defer f.Close()
+			hdr(w, "file")
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Content-Length", strconv.FormatInt(st.Size, 10))
+			w.WriteHeader(http.StatusOK)
+			_, err := io.Copy(w, f)
+			return err
+		})
+	}
+	return response.Error(errdefs.Invalidf("Path %q is not a file, directory or symlink", p))
+}
+
+func headerID(r *route.Request, name string, def int) (int, error) {
+	v := r.HTTP.Header.Get(name)
+	if v == "" || v == "-1" {
+		return def, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n > idmap.MaxID {
+		return 0, errdefs.Invalidf("Invalid %s header %q", name, v)
+	}
+	return int(n), nil
+}
+
+// openParent opens the directory that will hold p (resolved in root) and
+// returns it with p's last component.
+func openParent(root int, p string) (int, string, error) {
+	dir, base := path.Split(p)
+	if base == "" || base == "." || base == ".." {
+		return -1, "", errdefs.Invalidf("Invalid path %q", p)
+	}
+	fd, err := unix.Openat2(root, dir, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: resolveInRoot})
+	if err != nil {
+		return -1, "", fileErr(dir, err)
+	}
+	return fd, base, nil
+}
+
+func (d *Daemon) postInstanceFile(r *route.Request) response.Response {
+	p, err := filePath(r)
+	if err != nil {
+		return response.Error(err)
+	}
+	if p == "/" {
+		return response.Error(errdefs.Invalidf("Cannot replace the root directory"))
+	}
+	uid, err := headerID(r, "X-LXD-uid", 0)
+	if err != nil {
+		return response.Error(err)
+	}
+	gid, err := headerID(r, "X-LXD-gid", 0)
+	if err != nil {
+		return response.Error(err)
+	}
+	typ := r.HTTP.Header.Get("X-LXD-type")
+	if typ == "" {
+		typ = "file"
+	}
+	defMode := uint32(0o644)
+	if typ == "directory" {
+		defMode = 0o755
+	}
+	mode := defMode
+	if m := r.HTTP.Header.Get("X-LXD-mode"); m != "" && m != "-1" {
+		n, err := strconv.ParseUint(m, 8, 32)
+		if err != nil || n > 0o7777 {
+			return response.Error(errdefs.Invalidf("Invalid X-LXD-mode header %q: an octal mode is required", m))
+		}
+		mode = uint32(n)
+	}
+	write := r.HTTP.Header.Get("X-LXD-write")
+	if write != "" && write != "overwrite" && write != "append" {
+		return response.Error(errdefs.Invalidf("Invalid X-LXD-write header %q: use overwrite or append", write))
+	}
+	root, err := d.openRootfs(r)
+	if err != nil {
+		return response.Error(err)
+	}
+	defer unix.Close(root)
+	parent, base, err := openParent(root, p)
+	if err != nil {
+		return response.Error(err)
+	}
+	defer unix.Close(parent)
+	switch typ {
+	case "file":
+		flags := unix.O_WRONLY | unix.O_CREAT | unix.O_CLOEXEC | unix.O_NOFOLLOW
+		if write == "append" {
+			flags |= unix.O_APPEND
+		} else {
+			flags |= unix.O_TRUNC
+		}
+		// O_NOFOLLOW on the last component: a symlink planted there is
+		// refused, never followed (its target might be anywhere).
+		fd, err := unix.Openat(parent, base, flags, mode)
+		if err != nil {
+			return response.Error(fileErr(p, err))
+		}
+		f := os.NewFile(uintptr(fd), p)
+		defer f.Close()
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return response.Error(errdefs.Invalidf("Path %q is not a regular file", p))
+		}
+		if _, err := io.Copy(f, r.HTTP.Body); err != nil {
+			return response.Error(err)
+		}
+		if err := unix.Fchown(fd, uid, gid); err != nil {
+			return response.Error(err)
+		}
+		if err := unix.Fchmod(fd, mode); err != nil {
+			return response.Error(err)
+		}
+	case "directory":
+		if err := unix.Mkdirat(parent, base, mode); err != nil && !errors.Is(err, unix.EEXIST) {
+			return response.Error(fileErr(p, err))
+		}
+		dfd, err := unix.Openat(parent, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return response.Error(fileErr(p, err))
+		}
+		defer unix.Close(dfd)
+		if err := unix.Fchown(dfd, uid, gid); err != nil {
+			return response.Error(err)
+		}
+		if err := unix.Fchmod(dfd, mode); err != nil {
+			return response.Error(err)
+		}
+	case "symlink":
+		target, err := io.ReadAll(io.LimitReader(r.HTTP.Body, 4097))
+		if err != nil {
+			return response.Error(err)
+		}
+		if len(target) == 0 || len(target) > 4096 || strings.ContainsRune(string(target), 0) {
+			return response.Error(errdefs.Invalidf("Invalid symlink target"))
+		}
+		if err := unix.Symlinkat(string(target), parent, base); err != nil {
+			return response.Error(fileErr(p, err))
+		}
+		if err := unix.Fchownat(parent, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return response.Error(err)
+		}
+	default:
+		return response.Error(errdefs.Invalidf("Invalid X-LXD-type header %q: use file, directory or symlink", typ))
+	}
+	return response.EmptySync()
+}
+
+func (d *Daemon) deleteInstanceFile(r *route.Request) response.Response {
+	p, err := filePath(r)
+	if err != nil {
+		return response.Error(err)
+	}
+	root, err := d.openRootfs(r)
+	if err != nil {
+		return response.Error(err)
+	}
+	defer unix.Close(root)
+	parent, base, err := openParent(root, p)
+	if err != nil {
+		return response.Error(err)
+	}
+	defer unix.Close(parent)
+	var st unix.Stat_t
+	if err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return response.Error(fileErr(p, err))
+	}
+	flags := 0
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		flags = unix.AT_REMOVEDIR
+	}
+	if err := unix.Unlinkat(parent, base, flags); err != nil {
+		return response.Error(fileErr(p, err))
+	}
+	return response.EmptySync()
+}

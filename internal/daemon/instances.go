@@ -1,0 +1,1035 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/moat/moat/api"
+	"github.com/moat/moat/internal/authz"
+	"github.com/moat/moat/internal/config"
+	"github.com/moat/moat/internal/errdefs"
+	"github.com/moat/moat/internal/idmap"
+	"github.com/moat/moat/internal/instance"
+	lxcdriver "github.com/moat/moat/internal/instance/lxc"
+	"github.com/moat/moat/internal/operation"
+	"github.com/moat/moat/internal/project"
+	"github.com/moat/moat/internal/response"
+	"github.com/moat/moat/internal/route"
+	"github.com/moat/moat/internal/store"
+)
+
+func instanceURL(project, name string) string {
+	u := "/1.0/instances/" + url.PathEscape(name)
+	if project != "default" {
+		u += "?project=" + url.QueryEscape(project)
+	}
+	return u
+}
+
+func instanceEntity(r *route.Request) authz.Entity {
+	return authz.Entity{Type: authz.Instance, Name: r.Var("name"), Project: r.Project}
+}
+
+func (d *Daemon) instanceEndpoints() []*route.Endpoint {
+	proj := requestProjectEntity
+	inst := instanceEntity
+	return []*route.Endpoint{
+		{Path: "/1.0/instances",
+			Get:  &route.Action{Handler: d.getInstances, Entitlement: authz.CanView, Entity: proj, AllProjects: true},
+			Post: &route.Action{Handler: d.createInstance, Entitlement: authz.CanCreateInstances, Entity: proj},
+		},
+		{Path: "/1.0/instances/{name}",
+			Get:    &route.Action{Handler: d.getInstance, Entitlement: authz.CanView, Entity: inst},
+			Put:    &route.Action{Handler: d.putInstance, Entitlement: authz.CanEdit, Entity: inst},
+			Patch:  &route.Action{Handler: d.patchInstance, Entitlement: authz.CanEdit, Entity: inst},
+			Post:   &route.Action{Handler: d.renameInstance, Entitlement: authz.CanEdit, Entity: inst},
+			Delete: &route.Action{Handler: d.deleteInstance, Entitlement: authz.CanDelete, Entity: inst},
+		},
+		{Path: "/1.0/instances/{name}/state",
+			Get: &route.Action{Handler: d.getInstanceState, Entitlement: authz.CanView, Entity: inst},
+			Put: &route.Action{Handler: d.putInstanceState, Entitlement: authz.CanUpdateState, Entity: inst},
+		},
+		{Path: "/1.0/instances/{name}/exec",
+			Post: &route.Action{Handler: d.execInstance, Entitlement: authz.CanExec, Entity: inst},
+		},
+		{Path: "/1.0/instances/{name}/files",
+			Get:    &route.Action{Handler: d.getInstanceFile, Entitlement: authz.CanExec, Entity: inst},
+			Post:   &route.Action{Handler: d.postInstanceFile, Entitlement: authz.CanExec, Entity: inst, MaxBody: 1 << 40},
+			Delete: &route.Action{Handler: d.deleteInstanceFile, Entitlement: authz.CanExec, Entity: inst},
+		},
+		{Path: "/1.0/instances/{name}/logs/{file}",
+			Get: &route.Action{Handler: d.getInstanceLog, Entitlement: authz.CanView, Entity: inst},
+		},
+	}
+}
+
+// loadInstance reads an instance with its expanded config and devices.
+type loaded struct {
+	store.Instance
+	EC map[string]string
+	ED store.Devices
+}
+
+func (d *Daemon) expand(tx *store.Tx, in store.Instance) (loaded, error) {
+	pp, err := featureProject(tx, in.Project, "profiles")
+	if err != nil {
+		return loaded{}, err
+	}
+	var profiles []store.Profile
+	for _, name := range in.Profiles {
+		p, err := tx.Profile(pp, name)
+		if err != nil {
+			return loaded{}, errdefs.NotFoundf("Profile %q not found", name)
+		}
+		profiles = append(profiles, p)
+	}
+	ec, ed := instance.Expand(profiles, in.Config, in.Devices)
+	return loaded{Instance: in, EC: ec, ED: ed}, nil
+}
+
+func (d *Daemon) loadInstance(project, name string) (loaded, error) {
+	var l loaded
+	err := d.store.View(context.Background(), func(tx *store.Tx) error {
+		in, err := tx.Instance(project, name)
+		if err != nil {
+			return err
+		}
+		l, err = d.expand(tx, in)
+		return err
+	})
+	return l, err
+}
+
+// handle returns the driver handle of an instance, building its spec from
+// the expanded config and the map recorded for its next start.
+func (d *Daemon) handle(l loaded) (*lxcdriver.Container, error) {
+	lxcName := instance.LXCName(l.Project, l.Name)
+	return d.ct.handles.Get(lxcName, func() (lxcdriver.Spec, error) { return d.spec(l) })
+}
+
+func (d *Daemon) spec(l loaded) (lxcdriver.Spec, error) {
+	var set idmap.Set
+	if !config.IsTrue(l.EC["security.privileged"]) {
+		var err error
+		set, err = idmap.ParseJSON(l.Config["volatile.idmap.next"])
+		if err != nil || len(set) == 0 {
+			return lxcdriver.Spec{}, fmt.Errorf("instance %s has no valid ID map recorded (volatile.idmap.next)", l.Name)
+		}
+	}
+	lxcName := instance.LXCName(l.Project, l.Name)
+	return instance.BuildSpec(instance.SpecArgs{
+		Name: l.Name, LXCName: lxcName, LXCPath: d.ct.lxcPath, Rootfs: d.ct.pool.Rootfs(lxcName),
+		IDMap: set, Config: l.EC, Devices: l.ED,
+	})
+}
+
+// instanceStatus is the live status without usage counters.
+func (d *Daemon) instanceStatus(in store.Instance) (string, error) {
+	var l loaded
+	err := d.store.View(context.Background(), func(tx *store.Tx) error {
+		var err error
+		l, err = d.expand(tx, in)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	st, err := d.state(l)
+	if err != nil {
+		return "", err
+	}
+	return st.Status, nil
+}
+
+var statusCodes = map[string]api.StatusCode{"Running": api.Running, "Stopped": api.Stopped, "Frozen": api.Frozen, "Error": api.Error}
+
+func (d *Daemon) state(l loaded) (*api.InstanceState, error) {
+	h, err := d.handle(l)
+	if err != nil {
+		return &api.InstanceState{Status: "Error", StatusCode: api.Error}, nil
+	}
+	st, err := h.State()
+	if err != nil {
+		return nil, err
+	}
+	out := &api.InstanceState{
+		Status: string(st.Status), StatusCode: statusCodes[string(st.Status)],
+		Disk: map[string]api.InstanceStateDisk{}, Network: map[string]api.InstanceStateNetwork{},
+		Pid: int64(st.PID), Processes: max(st.Processes, 0),
+		Memory: api.InstanceStateMemory{Usage: max(st.MemoryUsage, 0)},
+		CPU:    api.InstanceStateCPU{Usage: max(st.CPUUsage, 0)},
+	}
+	if st.Status == lxcdriver.StatusStopped {
+		out.Processes = 0
+	}
+	return out, nil
+}
+
+func renderInstance(l loaded, st *api.InstanceState) api.Instance {
+	status, code := "Stopped", api.Stopped
+	if st != nil {
+		status, code = st.Status, st.StatusCode
+	}
+	arch := l.Architecture
+	return api.Instance{
+		InstancePut: api.InstancePut{
+			Architecture: arch, Config: l.Config, Devices: l.Devices, Ephemeral: l.Ephemeral,
+			Profiles: l.Profiles, Description: l.Description,
+		},
+		CreatedAt: l.CreatedAt, LastUsedAt: l.LastUsedAt,
+		ExpandedConfig: l.EC, ExpandedDevices: l.ED,
+		Name: l.Name, Status: status, StatusCode: code, Location: "none", Type: "container", Project: l.Project,
+	}
+}
+
+func (d *Daemon) getInstances(r *route.Request) response.Response {
+	project := r.Project
+	if r.AllProjects {
+		project = ""
+	} else if err := d.projectExists(project); err != nil {
+		return response.Error(err)
+	}
+	var list []loaded
+	err := d.store.View(context.Background(), func(tx *store.Tx) error {
+		ins, err := tx.Instances(project)
+		if err != nil {
+			return err
+		}
+		for _, in := range ins {
+			if !authz.CanViewProject(r.Identity, in.Project) {
+				continue
+			}
+			l, err := d.expand(tx, in)
+			if err != nil {
+				return err
+			}
+			list = append(list, l)
+		}
+		return nil
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	switch r.Recursion() {
+	case 0:
+		urls := make([]string, 0, len(list))
+		for _, l := range list {
+			urls = append(urls, instanceURL(l.Project, l.Name))
+		}
+		return response.Sync(urls, nil)
+	case 1:
+		out := make([]api.Instance, len(list))
+		d.forEach(len(list), func(i int) {
+			st, _ := d.statusOnly(list[i])
+			out[i] = renderInstance(list[i], st)
+		})
+		return response.Sync(out, nil)
+	}
+	out := make([]api.InstanceFull, len(list))
+	d.forEach(len(list), func(i int) {
+		st, err := d.state(list[i])
+		if err != nil {
+			st = &api.InstanceState{Status: "Error", StatusCode: api.Error}
+		}
+		out[i] = api.InstanceFull{Instance: renderInstance(list[i], st), State: st, Snapshots: []any{}, Backups: []any{}}
+	})
+	return response.Sync(out, nil)
+}
+
+// forEach runs fn for 0..n-1 on up to GOMAXPROCS goroutines: each state
+// read is a few round trips to a container's monitor.
+func (d *Daemon) forEach(n int, fn func(i int)) {
+	if n <= 1 {
+		for i := 0; i < n; i++ {
+			fn(i)
+		}
+		return
+	}
+	workers := min(n, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (d *Daemon) statusOnly(l loaded) (*api.InstanceState, error) {
+	return d.state(l)
+}
+
+func (d *Daemon) getInstance(r *route.Request) response.Response {
+	l, err := d.loadInstance(r.Project, r.Var("name"))
+	if err != nil {
+		return response.Error(err)
+	}
+	st, err := d.state(l)
+	if err != nil {
+		return response.Error(err)
+	}
+	out := renderInstance(l, st)
+	if r.Recursion() > 0 {
+		return response.Sync(api.InstanceFull{Instance: out, State: st, Snapshots: []any{}, Backups: []any{}}, out.InstancePut)
+	}
+	return response.Sync(out, out.InstancePut)
+}
+
+func (d *Daemon) getInstanceState(r *route.Request) response.Response {
+	l, err := d.loadInstance(r.Project, r.Var("name"))
+	if err != nil {
+		return response.Error(err)
+	}
+	st, err := d.state(l)
+	if err != nil {
+		return response.Error(err)
+	}
+	return response.Sync(st, nil)
+}
+
+// checkInstanceConfig is the choke point of every change to an
+// instance's effective config: local keys and devices, volatile keys
+// (daemon-owned), the expanded result as a whole, and the delegation
+// floor for the caller.
+func checkInstanceConfig(r *route.Request, tx *store.Tx, cur map[string]string, l loaded) error {
+	for k, v := range l.Config {
+		if config.IsVolatile(k) && cur[k] != v {
+			return errdefs.Invalidf("Invalid instance configuration key %q: volatile keys are set by Moat, not by users", k)
+		}
+	}
+	local := maps.Clone(l.Config)
+	maps.DeleteFunc(local, func(k, _ string) bool { return config.IsVolatile(k) })
+	if err := config.CheckInstanceKeys(local); err != nil {
+		return err
+	}
+	if err := config.CheckDevices(l.Devices); err != nil {
+		return err
+	}
+	ec := maps.Clone(l.EC)
+	maps.DeleteFunc(ec, func(k, _ string) bool { return config.IsVolatile(k) })
+	if err := config.CheckExpanded(ec, l.ED); err != nil {
+		return err
+	}
+	// Project restrictions and the delegation floor (package project).
+	p, err := tx.Project(l.Project)
+	if err != nil {
+		return err
+	}
+	pol := project.Policy{Project: l.Project, Config: p.Config, Admin: r.Identity.IsAdmin()}
+	return pol.CheckInstance(l.Name, l.EC, l.ED)
+}
+
+// allocations lists the isolated blocks of every instance but skip.
+func allocations(tx *store.Tx, skipProject, skipName string) ([]instance.Allocation, error) {
+	all, err := tx.Instances("")
+	if err != nil {
+		return nil, err
+	}
+	var out []instance.Allocation
+	for _, in := range all {
+		if in.Project == skipProject && in.Name == skipName {
+			continue
+		}
+		if a, ok := instance.AllocationOf(in.Config); ok {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// assignIDMap computes the instance's map and records it in volatile keys
+// (applied at next start). It must run in the transaction that stores the
+// instance, with allocMu held.
+func (d *Daemon) assignIDMap(tx *store.Tx, l *loaded) error {
+	if d.ct.hostErr != nil && !config.IsTrue(l.EC["security.privileged"]) {
+		return fmt.Errorf("unprivileged containers need a host ID range: %w", d.ct.hostErr)
+	}
+	others, err := allocations(tx, l.Project, l.Name)
+	if err != nil {
+		return err
+	}
+	var cur *instance.Allocation
+	if a, ok := instance.AllocationOf(l.Config); ok {
+		cur = &a
+	}
+	set, base, err := instance.ComputeIDMap(d.ct.host, l.EC, cur, others)
+	if err != nil {
+		return err
+	}
+	if set == nil {
+		delete(l.Config, "volatile.idmap.next")
+		l.Config["volatile.idmap.base"] = "0"
+	} else {
+		l.Config["volatile.idmap.next"] = set.JSON()
+		l.Config["volatile.idmap.base"] = strconv.FormatInt(base, 10)
+	}
+	l.EC = maps.Clone(l.EC)
+	for _, k := range []string{"volatile.idmap.next", "volatile.idmap.base"} {
+		if v, ok := l.Config[k]; ok {
+			l.EC[k] = v
+		} else {
+			delete(l.EC, k)
+		}
+	}
+	return nil
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func (d *Daemon) createInstance(r *route.Request) response.Response {
+	var req api.InstancesPost
+	if err := r.DecodeJSON(&req); err != nil {
+		return response.Error(err)
+	}
+	if req.Name == "" {
+		req.Name = randomName()
+	}
+	if err := instance.ValidName(req.Name); err != nil {
+		return response.Error(err)
+	}
+	if req.Type != "" && req.Type != "container" {
+		return response.Error(errdefs.Invalidf("Invalid instance type %q: Moat runs containers only", req.Type))
+	}
+	if req.Source.Type != "image" {
+		return response.Error(errdefs.Invalidf("Invalid source type %q: only \"image\" (a local image) is supported", req.Source.Type))
+	}
+	if req.Source.Server != "" {
+		return response.Error(errdefs.Invalidf("Remote image servers are not supported: import the image first"))
+	}
+	if req.Profiles == nil {
+		req.Profiles = []string{"default"}
+	}
+	for _, p := range req.Profiles {
+		if n := 0; slices.ContainsFunc(req.Profiles, func(q string) bool {
+			if q == p {
+				n++
+			}
+			return n > 1
+		}) {
+			return response.Error(errdefs.Invalidf("Profile %q is listed twice", p))
+		}
+	}
+	cfg := config.Normalize(req.Config)
+	for k := range cfg {
+		if config.IsVolatile(k) {
+			return response.Error(errdefs.Invalidf("Invalid instance configuration key %q: volatile keys are set by Moat, not by users", k))
+		}
+	}
+	if req.Devices == nil {
+		req.Devices = map[string]map[string]string{}
+	}
+	project := r.Project
+	var img store.Image
+	var l loaded
+	prepare := func(tx *store.Tx) error {
+		if _, err := tx.Instance(project, req.Name); err == nil {
+			return errdefs.Conflictf("Instance %q already exists", req.Name)
+		}
+		ip, err := featureProject(tx, project, "images")
+		if err != nil {
+			return err
+		}
+		fp := req.Source.Fingerprint
+		if req.Source.Alias != "" {
+			a, err := tx.ImageAlias(ip, req.Source.Alias)
+			if err != nil {
+				return errdefs.NotFoundf("Image alias %q not found", req.Source.Alias)
+			}
+			fp = a.Fingerprint
+		}
+		if fp == "" {
+			return errdefs.Invalidf("The image source needs an alias or a fingerprint")
+		}
+		img, err = tx.Image(ip, fp)
+		if err != nil {
+			return errdefs.NotFoundf("Image %q not found", fp)
+		}
+		full := maps.Clone(cfg)
+		for k, v := range img.Properties {
+			full["image."+k] = v
+		}
+		full["volatile.base_image"] = img.Fingerprint
+		full["volatile.uuid"] = newUUID()
+		l, err = d.expand(tx, store.Instance{
+			Project: project, Name: req.Name, Type: "container", Architecture: img.Architecture,
+			Description: req.Description, Ephemeral: req.Ephemeral, Profiles: req.Profiles,
+			Config: full, Devices: req.Devices,
+		})
+		if err != nil {
+			return err
+		}
+		if err := checkInstanceConfig(r, tx, full, l); err != nil {
+			return err
+		}
+		return d.assignIDMap(tx, &l)
+	}
+	// Everything that can be checked is checked before the operation, so
+	// bad input is a 4xx and no operation.
+	err := d.store.Update(context.Background(), func(tx *store.Tx) error {
+		if pp, err := featureProject(tx, project, "profiles"); err == nil && pp == project {
+			if err := ensureDefaultProfile(tx, project); err != nil {
+				return err
+			}
+		}
+		return prepare(tx)
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	requestor := r.Identity.Requestor()
+	op, err := d.ops.Create(operation.Args{
+		Class: api.OperationClassTask, Description: "Creating instance", Project: project,
+		Resources: map[string][]string{"instances": {instanceURL(project, req.Name)}}, Creator: r.Identity,
+		Run: func(ctx context.Context, _ *operation.Operation) error {
+			if err := d.doCreate(r, prepare, &l, &img); err != nil {
+				return err
+			}
+			d.bus.Lifecycle("instance-created", instanceURL(project, req.Name), project, requestor,
+				map[string]any{"type": "container", "storage-pool": d.ct.pool.Name})
+			if req.Start {
+				return d.startInstance(project, req.Name, requestor)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	op.Start()
+	return response.Async(op.Render(r.Identity))
+}
+
+// doCreate makes the instance: storage first (staged and renamed into
+// place), then the database row. The row is the commit point: a crash
+// before it leaves storage that the next start removes; after it, a
+// complete instance.
+func (d *Daemon) doCreate(r *route.Request, prepare func(*store.Tx) error, l *loaded, img *store.Image) error {
+	d.ct.allocMu.Lock()
+	defer d.ct.allocMu.Unlock()
+	// Re-check and re-allocate: another create may have run since.
+	var fresh loaded
+	err := d.store.View(context.Background(), func(tx *store.Tx) error {
+		if err := prepare(tx); err != nil {
+			return err
+		}
+		fresh = *l
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*l = fresh
+	if !d.ct.images.Has(img.Fingerprint) {
+		return fmt.Errorf("image %s has no files on disk", img.Fingerprint)
+	}
+	set, _ := idmap.ParseJSON(l.Config["volatile.idmap.next"])
+	uid, gid := instance.RootOwner(set)
+	lxcName := instance.LXCName(l.Project, l.Name)
+	if err := d.ct.pool.CreateContainer(lxcName, d.ct.images.Rootfs(img.Fingerprint), uid, gid); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	l.CreatedAt = now
+	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+		img.LastUsedAt = now
+		if err := tx.UpdateImage(*img); err != nil {
+			return err
+		}
+		return tx.CreateInstance(l.Instance)
+	})
+	if err != nil {
+		_ = d.ct.pool.DeleteContainer(lxcName)
+		return err
+	}
+	return nil
+}
+
+// startInstance starts a stopped instance.
+func (d *Daemon) startInstance(project, name string, requestor *api.Requestor) error {
+	mu := d.ct.instLock(project, name)
+	mu.Lock()
+	defer mu.Unlock()
+	return d.startLocked(project, name, requestor)
+}
+
+func (d *Daemon) startLocked(project, name string, requestor *api.Requestor) error {
+	l, err := d.loadInstance(project, name)
+	if err != nil {
+		return err
+	}
+	lxcName := instance.LXCName(project, name)
+	d.ct.handles.Forget(lxcName)
+	spec, err := d.spec(l)
+	if err != nil {
+		return err
+	}
+	uid, gid := 0, 0
+	if !spec.Privileged {
+		uid, gid = instance.RootOwner(spec.IDMap)
+	}
+	if err := d.ct.pool.SetOwner(lxcName, uid, gid); err != nil {
+		return err
+	}
+	h, err := d.handle(l)
+	if err != nil {
+		return err
+	}
+	if err := h.Start(); err != nil {
+		if errors.Is(err, lxcdriver.ErrRunning) {
+			return errdefs.Invalidf("The instance is already running")
+		}
+		return err
+	}
+	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+		in, err := tx.Instance(project, name)
+		if err != nil {
+			return err
+		}
+		in.Config["volatile.last_state.power"] = "RUNNING"
+		if next, ok := in.Config["volatile.idmap.next"]; ok {
+			in.Config["volatile.idmap.current"] = next
+		} else {
+			delete(in.Config, "volatile.idmap.current")
+		}
+		in.Config["volatile.last_state.idmap"] = "[]"
+		in.LastUsedAt = time.Now().UTC()
+		return tx.UpdateInstance(in)
+	})
+	if err != nil {
+		return err
+	}
+	d.bus.Lifecycle("instance-started", instanceURL(project, name), project, requestor, nil)
+	return nil
+}
+
+func (d *Daemon) stopLocked(l loaded, force bool, timeout time.Duration, requestor *api.Requestor, event bool) error {
+	h, err := d.handle(l)
+	if err != nil {
+		return err
+	}
+	err = h.Stop(force, timeout)
+	switch {
+	case errors.Is(err, lxcdriver.ErrNotRunning):
+		return errdefs.Invalidf("The instance is already stopped")
+	case errors.Is(err, lxcdriver.ErrTimeout):
+		return errdefs.Invalidf("The instance did not stop within %s: retry with force", timeout)
+	case err != nil:
+		return err
+	}
+	if l.Ephemeral {
+		if err := d.removeInstance(context.Background(), l.Instance); err != nil {
+			return err
+		}
+		if event {
+			d.bus.Lifecycle("instance-stopped", instanceURL(l.Project, l.Name), l.Project, requestor, nil)
+			d.bus.Lifecycle("instance-deleted", instanceURL(l.Project, l.Name), l.Project, requestor, nil)
+		}
+		return nil
+	}
+	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+		in, err := tx.Instance(l.Project, l.Name)
+		if err != nil {
+			return err
+		}
+		in.Config["volatile.last_state.power"] = "STOPPED"
+		return tx.UpdateInstance(in)
+	})
+	if err != nil {
+		return err
+	}
+	if event {
+		action := "instance-shutdown"
+		if force {
+			action = "instance-stopped"
+		}
+		d.bus.Lifecycle(action, instanceURL(l.Project, l.Name), l.Project, requestor, nil)
+	}
+	return nil
+}
+
+func (d *Daemon) putInstanceState(r *route.Request) response.Response {
+	var req api.InstanceStatePut
+	if err := r.DecodeJSON(&req); err != nil {
+		return response.Error(err)
+	}
+	project, name := r.Project, r.Var("name")
+	l, err := d.loadInstance(project, name)
+	if err != nil {
+		return response.Error(err)
+	}
+	timeout := time.Duration(req.Timeout) * time.Second
+	if req.Timeout < 0 {
+		timeout = 0
+	}
+	if req.Stateful {
+		return response.Error(errdefs.Invalidf("Stateful stop and start are not supported"))
+	}
+	requestor := r.Identity.Requestor()
+	var desc string
+	var run func() error
+	lockDo := func(f func() error) error {
+		mu := d.ct.instLock(project, name)
+		mu.Lock()
+		defer mu.Unlock()
+		return f()
+	}
+	switch req.Action {
+	case "start":
+		desc = "Starting instance"
+		run = func() error { return d.startInstance(project, name, requestor) }
+	case "stop":
+		desc = "Stopping instance"
+		run = func() error {
+			return lockDo(func() error {
+				l, err := d.loadInstance(project, name)
+				if err != nil {
+					return err
+				}
+				return d.stopLocked(l, req.Force, timeout, requestor, true)
+			})
+		}
+	case "restart":
+		desc = "Restarting instance"
+		run = func() error {
+			return lockDo(func() error {
+				l, err := d.loadInstance(project, name)
+				if err != nil {
+					return err
+				}
+				eph := l.Ephemeral
+				l.Ephemeral = false // a restart does not delete an ephemeral instance
+				if err := d.stopLocked(l, req.Force, timeout, requestor, false); err != nil {
+					return err
+				}
+				_ = eph
+				if err := d.startLocked(project, name, requestor); err != nil {
+					return err
+				}
+				d.bus.Lifecycle("instance-restarted", instanceURL(project, name), project, requestor, nil)
+				return nil
+			})
+		}
+	case "freeze", "unfreeze":
+		desc = "Freezing instance"
+		if req.Action == "unfreeze" {
+			desc = "Unfreezing instance"
+		}
+		run = func() error {
+			return lockDo(func() error {
+				h, err := d.handle(l)
+				if err != nil {
+					return err
+				}
+				action := "instance-paused"
+				if req.Action == "freeze" {
+					err = h.Freeze()
+				} else {
+					err, action = h.Unfreeze(), "instance-resumed"
+				}
+				if errors.Is(err, lxcdriver.ErrNotRunning) {
+					return errdefs.Invalidf("The instance is not running")
+				}
+				if err != nil {
+					return err
+				}
+				d.bus.Lifecycle(action, instanceURL(project, name), project, requestor, nil)
+				return nil
+			})
+		}
+	default:
+		return response.Error(errdefs.Invalidf("Invalid action %q: use start, stop, restart, freeze or unfreeze", req.Action))
+	}
+	op, err := d.ops.Create(operation.Args{
+		Class: api.OperationClassTask, Description: desc, Project: project,
+		Resources: map[string][]string{"instances": {instanceURL(project, name)}}, Creator: r.Identity,
+		Run: func(ctx context.Context, _ *operation.Operation) error { return run() },
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	op.Start()
+	return response.Async(op.Render(r.Identity))
+}
+
+// instancePatch is a PATCH body.
+type instancePatch struct {
+	Config      map[string]string            `json:"config"`
+	Devices     map[string]map[string]string `json:"devices"`
+	Profiles    []string                     `json:"profiles"`
+	Ephemeral   *bool                        `json:"ephemeral"`
+	Description *string                      `json:"description"`
+}
+
+func (d *Daemon) putInstance(r *route.Request) response.Response {
+	var req api.InstancePut
+	if err := r.DecodeJSON(&req); err != nil {
+		return response.Error(err)
+	}
+	return d.updateInstance(r, func(cur store.Instance) store.Instance {
+		next := cur
+		cfg := config.Normalize(req.Config)
+		// Volatile keys a client did not echo back are kept.
+		for k, v := range cur.Config {
+			if _, set := cfg[k]; config.IsVolatile(k) && !set {
+				cfg[k] = v
+			}
+		}
+		next.Config, next.Devices, next.Description, next.Ephemeral = cfg, req.Devices, req.Description, req.Ephemeral
+		if next.Devices == nil {
+			next.Devices = store.Devices{}
+		}
+		next.Profiles = req.Profiles
+		if next.Profiles == nil {
+			next.Profiles = []string{}
+		}
+		return next
+	})
+}
+
+func (d *Daemon) patchInstance(r *route.Request) response.Response {
+	var req instancePatch
+	if err := r.DecodeJSON(&req); err != nil {
+		return response.Error(err)
+	}
+	return d.updateInstance(r, func(cur store.Instance) store.Instance {
+		next := cur
+		next.Config = config.Merge(cur.Config, req.Config)
+		next.Devices = maps.Clone(cur.Devices)
+		for n, dev := range req.Devices {
+			next.Devices[n] = dev
+		}
+		if req.Profiles != nil {
+			next.Profiles = req.Profiles
+		}
+		if req.Ephemeral != nil {
+			next.Ephemeral = *req.Ephemeral
+		}
+		if req.Description != nil {
+			next.Description = *req.Description
+		}
+		return next
+	})
+}
+
+// updateInstance is the one path that changes an instance's config,
+// devices and profiles: ETag, the config choke point, ID map, store, live
+// application of limits.
+func (d *Daemon) updateInstance(r *route.Request, next func(store.Instance) store.Instance) response.Response {
+	project, name := r.Project, r.Var("name")
+	mu := d.ct.instLock(project, name)
+	mu.Lock()
+	defer mu.Unlock()
+	d.ct.allocMu.Lock()
+	defer d.ct.allocMu.Unlock()
+	var l loaded
+	var old loaded
+	err := d.store.Update(context.Background(), func(tx *store.Tx) error {
+		cur, err := tx.Instance(project, name)
+		if err != nil {
+			return err
+		}
+		if old, err = d.expand(tx, cur); err != nil {
+			return err
+		}
+		if err := r.CheckETag(renderInstance(old, nil).InstancePut); err != nil {
+			return err
+		}
+		n := next(cur)
+		if l, err = d.expand(tx, n); err != nil {
+			return errdefs.Invalidf("%v", err)
+		}
+		if err := checkInstanceConfig(r, tx, cur.Config, l); err != nil {
+			return err
+		}
+		if err := d.assignIDMap(tx, &l); err != nil {
+			return err
+		}
+		return tx.UpdateInstance(l.Instance)
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	if err := d.applyLive(old, l); err != nil {
+		return response.Error(err)
+	}
+	d.bus.Lifecycle("instance-updated", instanceURL(project, name), project, r.Identity.Requestor(), nil)
+	return response.EmptySync()
+}
+
+// applyLive replaces the driver handle with one for the new config and
+// applies limits to a running container. Other changes (devices, ID map,
+// privilege) take effect at the next start.
+func (d *Daemon) applyLive(old, l loaded) error {
+	lxcName := instance.LXCName(l.Project, l.Name)
+	h, err := d.handle(old)
+	if err != nil {
+		d.ct.handles.Forget(lxcName)
+		return nil
+	}
+	st, err := h.State()
+	d.ct.handles.Forget(lxcName)
+	if err != nil || st.Status == lxcdriver.StatusStopped {
+		return nil
+	}
+	nh, err := d.handle(l)
+	if err != nil {
+		return fmt.Errorf("config stored; it applies at the next start: %w", err)
+	}
+	if err := nh.UpdateLimits(instance.Limits(l.EC)); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
+		return fmt.Errorf("config stored, applying limits to the running container failed: %w", err)
+	}
+	return nil
+}
+
+func (d *Daemon) renameInstance(r *route.Request) response.Response {
+	var req api.InstancePost
+	if err := r.DecodeJSON(&req); err != nil {
+		return response.Error(err)
+	}
+	if req.Migration {
+		return response.Error(errdefs.NotImplementedf("Migration is not supported"))
+	}
+	project, from := r.Project, r.Var("name")
+	if err := instance.ValidName(req.Name); err != nil {
+		return response.Error(err)
+	}
+	l, err := d.loadInstance(project, from)
+	if err != nil {
+		return response.Error(err)
+	}
+	if st, _ := d.state(l); st != nil && st.Status != "Stopped" {
+		return response.Error(errdefs.Invalidf("Renaming of running instance not allowed"))
+	}
+	if _, err := d.loadInstance(project, req.Name); err == nil {
+		return response.Error(errdefs.Conflictf("Instance %q already exists", req.Name))
+	}
+	requestor := r.Identity.Requestor()
+	op, err := d.ops.Create(operation.Args{
+		Class: api.OperationClassTask, Description: "Renaming instance", Project: project,
+		Resources: map[string][]string{"instances": {instanceURL(project, from)}}, Creator: r.Identity,
+		Run: func(ctx context.Context, _ *operation.Operation) error {
+			mu := d.ct.instLock(project, from)
+			mu.Lock()
+			defer mu.Unlock()
+			oldLXC, newLXC := instance.LXCName(project, from), instance.LXCName(project, req.Name)
+			if h, err := d.handle(l); err == nil {
+				if err := h.Delete(); err != nil {
+					return err
+				}
+			}
+			d.ct.handles.Forget(oldLXC)
+			if err := d.ct.pool.RenameContainer(oldLXC, newLXC); err != nil {
+				return err
+			}
+			err := d.store.Update(ctx, func(tx *store.Tx) error {
+				// The config check runs on rename too (the hostname changes).
+				in, err := tx.Instance(project, from)
+				if err != nil {
+					return err
+				}
+				if _, err := d.expand(tx, in); err != nil {
+					return err
+				}
+				return tx.RenameInstance(project, from, req.Name)
+			})
+			if err != nil {
+				_ = d.ct.pool.RenameContainer(newLXC, oldLXC)
+				return err
+			}
+			d.bus.Lifecycle("instance-renamed", instanceURL(project, req.Name), project, requestor, map[string]any{"old_name": from})
+			return nil
+		},
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	op.Start()
+	return response.Async(op.Render(r.Identity))
+}
+
+func (d *Daemon) deleteInstance(r *route.Request) response.Response {
+	project, name := r.Project, r.Var("name")
+	force, _ := config.ParseBool(r.Query("force"))
+	l, err := d.loadInstance(project, name)
+	if err != nil {
+		return response.Error(err)
+	}
+	if st, _ := d.state(l); st != nil && st.Status != "Stopped" && !force {
+		return response.Error(errdefs.Invalidf("Instance is running: stop it first or use force"))
+	}
+	requestor := r.Identity.Requestor()
+	op, err := d.ops.Create(operation.Args{
+		Class: api.OperationClassTask, Description: "Deleting instance", Project: project,
+		Resources: map[string][]string{"instances": {instanceURL(project, name)}}, Creator: r.Identity,
+		Run: func(ctx context.Context, _ *operation.Operation) error {
+			mu := d.ct.instLock(project, name)
+			mu.Lock()
+			defer mu.Unlock()
+			l, err := d.loadInstance(project, name)
+			if err != nil {
+				return err
+			}
+			if h, err := d.handle(l); err == nil {
+				if err := h.Stop(true, 0); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
+					return err
+				}
+			}
+			if err := d.removeInstance(ctx, l.Instance); err != nil {
+				return err
+			}
+			d.bus.Lifecycle("instance-deleted", instanceURL(project, name), project, requestor, nil)
+			return nil
+		},
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	op.Start()
+	return response.Async(op.Render(r.Identity))
+}
+
+// removeInstance deletes a stopped instance: the row first (the commit
+// point), then the driver dir and cgroups, then storage.
+func (d *Daemon) removeInstance(ctx context.Context, in store.Instance) error {
+	if err := d.store.Update(ctx, func(tx *store.Tx) error { return tx.DeleteInstance(in.Project, in.Name) }); err != nil {
+		return err
+	}
+	lxcName := instance.LXCName(in.Project, in.Name)
+	var errs []error
+	if h, err := d.handle(loaded{Instance: in, EC: in.Config, ED: in.Devices}); err == nil {
+		errs = append(errs, h.Delete())
+	} else {
+		errs = append(errs, os.RemoveAll(d.ct.lxcPath+"/"+lxcName))
+	}
+	d.ct.handles.Forget(lxcName)
+	errs = append(errs, d.ct.pool.DeleteContainer(lxcName))
+	_ = os.RemoveAll(d.execLogDir(in.Project, in.Name))
+	return errors.Join(errs...)
+}

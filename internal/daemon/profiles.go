@@ -1,0 +1,361 @@
+package daemon
+
+import (
+	"context"
+	"maps"
+	"net/url"
+	"slices"
+
+	"github.com/moat/moat/api"
+	"github.com/moat/moat/internal/authz"
+	"github.com/moat/moat/internal/config"
+	"github.com/moat/moat/internal/errdefs"
+	"github.com/moat/moat/internal/response"
+	"github.com/moat/moat/internal/route"
+	"github.com/moat/moat/internal/store"
+)
+
+func profileURL(project, name string) string {
+	u := "/1.0/profiles/" + url.PathEscape(name)
+	if project != "default" {
+		u += "?project=" + url.QueryEscape(project)
+	}
+	return u
+}
+
+func profileEntity(r *route.Request) authz.Entity {
+	return authz.Entity{Type: authz.Profile, Name: r.Var("name"), Project: r.Project}
+}
+
+func (d *Daemon) profileEndpoints() []*route.Endpoint {
+	proj := requestProjectEntity
+	return []*route.Endpoint{
+		{Path: "/1.0/profiles",
+			Get:  &route.Action{Handler: d.getProfiles, Entitlement: authz.CanView, Entity: proj},
+			Post: &route.Action{Handler: d.createProfile, Entitlement: authz.CanCreateProfiles, Entity: proj},
+		},
+		{Path: "/1.0/profiles/{name}",
+			Get:    &route.Action{Handler: d.getProfile, Entitlement: authz.CanView, Entity: profileEntity},
+			Put:    &route.Action{Handler: d.putProfile, Entitlement: authz.CanEdit, Entity: profileEntity},
+			Patch:  &route.Action{Handler: d.patchProfile, Entitlement: authz.CanEdit, Entity: profileEntity},
+			Post:   &route.Action{Handler: d.renameProfile, Entitlement: authz.CanEdit, Entity: profileEntity},
+			Delete: &route.Action{Handler: d.deleteProfile, Entitlement: authz.CanDelete, Entity: profileEntity},
+		},
+	}
+}
+
+// profileProject returns the project whose profiles requests on project
+// use, creating that project's default profile if it has none yet.
+func (d *Daemon) profileProject(project string) (string, error) {
+	var pp string
+	err := d.store.Update(context.Background(), func(tx *store.Tx) error {
+		var err error
+		if pp, err = featureProject(tx, project, "profiles"); err != nil {
+			return err
+		}
+		return ensureDefaultProfile(tx, pp)
+	})
+	return pp, err
+}
+
+// profileUsers lists the instances using a profile (in every project that
+// takes its profiles from pp).
+func (d *Daemon) profileUsers(tx *store.Tx, pp, name string) ([]store.Instance, error) {
+	all, err := tx.Instances("")
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Instance
+	for _, in := range all {
+		ip, err := featureProject(tx, in.Project, "profiles")
+		if err != nil || ip != pp {
+			continue
+		}
+		if slices.Contains(in.Profiles, name) {
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+func (d *Daemon) renderProfile(tx *store.Tx, f store.Profile) (api.Profile, error) {
+	users, err := d.profileUsers(tx, f.Project, f.Name)
+	if err != nil {
+		return api.Profile{}, err
+	}
+	used := []string{}
+	for _, in := range users {
+		used = append(used, instanceURL(in.Project, in.Name))
+	}
+	return api.Profile{ProfilePut: api.ProfilePut{Config: f.Config, Description: f.Description, Devices: f.Devices},
+		Name: f.Name, UsedBy: used, Project: f.Project}, nil
+}
+
+func (d *Daemon) getProfiles(r *route.Request) response.Response {
+	pp, err := d.profileProject(r.Project)
+	if err != nil {
+		return response.Error(err)
+	}
+	var out []api.Profile
+	err = d.store.View(context.Background(), func(tx *store.Tx) error {
+		list, err := tx.Profiles(pp)
+		if err != nil {
+			return err
+		}
+		for _, f := range list {
+			ap, err := d.renderProfile(tx, f)
+			if err != nil {
+				return err
+			}
+			out = append(out, ap)
+		}
+		return nil
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	if r.Recursion() > 0 {
+		return response.Sync(out, nil)
+	}
+	urls := []string{}
+	for _, f := range out {
+		urls = append(urls, profileURL(pp, f.Name))
+	}
+	return response.Sync(urls, nil)
+}
+
+func (d *Daemon) getProfile(r *route.Request) response.Response {
+	pp, err := d.profileProject(r.Project)
+	if err != nil {
+		return response.Error(err)
+	}
+	var out api.Profile
+	err = d.store.View(context.Background(), func(tx *store.Tx) error {
+		f, err := tx.Profile(pp, r.Var("name"))
+		if err != nil {
+			return err
+		}
+		out, err = d.renderProfile(tx, f)
+		return err
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	return response.Sync(out, out.ProfilePut)
+}
+
+// checkProfile validates a profile's own keys and devices. Rules that
+// span keys are checked on the instances using it (checkProfileUsers).
+func checkProfile(r *route.Request, f store.Profile) error {
+	for k := range f.Config {
+		if config.IsVolatile(k) {
+			return errdefs.Invalidf("Invalid profile configuration key %q: volatile keys belong to instances", k)
+		}
+	}
+	if err := config.CheckInstanceKeys(f.Config); err != nil {
+		return err
+	}
+	if err := config.CheckDevices(f.Devices); err != nil {
+		return err
+	}
+	// A confined identity's profile must pass the floor on its own.
+	return delegationFloor(r.Identity, f.Config, f.Devices)
+}
+
+
+func (d *Daemon) createProfile(r *route.Request) response.Response {
+	var req api.ProfilesPost
+	if err := r.DecodeJSON(&req); err != nil {
+		return response.Error(err)
+	}
+	if err := config.Name(req.Name); err != nil {
+		return response.Error(errdefs.Invalidf("Invalid profile name %q: %v", req.Name, err))
+	}
+	pp, err := d.profileProject(r.Project)
+	if err != nil {
+		return response.Error(err)
+	}
+	f := store.Profile{Project: pp, Name: req.Name, Description: req.Description, Config: config.Normalize(req.Config), Devices: req.Devices}
+	if f.Devices == nil {
+		f.Devices = store.Devices{}
+	}
+	if err := checkProfile(r, f); err != nil {
+		return response.Error(err)
+	}
+	err = d.store.Update(context.Background(), func(tx *store.Tx) error { return tx.CreateProfile(f) })
+	if err != nil {
+		return response.Error(err)
+	}
+	d.bus.Lifecycle("profile-created", profileURL(pp, req.Name), pp, r.Identity.Requestor(), nil)
+	return response.Created(profileURL(pp, req.Name))
+}
+
+type profilePatch struct {
+	Config      map[string]string            `json:"config"`
+	Description *string                      `json:"description"`
+	Devices     map[string]map[string]string `json:"devices"`
+}
+
+func (d *Daemon) putProfile(r *route.Request) response.Response {
+	var req api.ProfilePut
+	if err := r.DecodeJSON(&req); err != nil {
+		return response.Error(err)
+	}
+	return d.updateProfile(r, func(f store.Profile) store.Profile {
+		f.Config, f.Description, f.Devices = config.Normalize(req.Config), req.Description, req.Devices
+		if f.Devices == nil {
+			f.Devices = store.Devices{}
+		}
+		return f
+	})
+}
+
+func (d *Daemon) patchProfile(r *route.Request) response.Response {
+	var req profilePatch
+	if err := r.DecodeJSON(&req); err != nil {
+		return response.Error(err)
+	}
+	return d.updateProfile(r, func(f store.Profile) store.Profile {
+		f.Config = config.Merge(f.Config, req.Config)
+		f.Devices = maps.Clone(f.Devices)
+		if f.Devices == nil {
+			f.Devices = store.Devices{}
+		}
+		for n, dev := range req.Devices {
+			f.Devices[n] = dev
+		}
+		if req.Description != nil {
+			f.Description = *req.Description
+		}
+		return f
+	})
+}
+
+// updateProfile changes a profile after re-checking every instance that
+// uses it with the new profile (the config choke point), then re-assigns
+// their ID maps and applies limits to running ones.
+func (d *Daemon) updateProfile(r *route.Request, next func(store.Profile) store.Profile) response.Response {
+	pp, err := d.profileProject(r.Project)
+	if err != nil {
+		return response.Error(err)
+	}
+	name := r.Var("name")
+	d.ct.allocMu.Lock()
+	defer d.ct.allocMu.Unlock()
+	type change struct{ old, new loaded }
+	var changes []change
+	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+		cur, err := tx.Profile(pp, name)
+		if err != nil {
+			return err
+		}
+		if err := r.CheckETag(api.ProfilePut{Config: cur.Config, Description: cur.Description, Devices: cur.Devices}); err != nil {
+			return err
+		}
+		n := next(cur)
+		if err := checkProfile(r, n); err != nil {
+			return err
+		}
+		users, err := d.profileUsers(tx, pp, name)
+		if err != nil {
+			return err
+		}
+		for _, in := range users {
+			old, err := d.expand(tx, in)
+			if err != nil {
+				return err
+			}
+			changes = append(changes, change{old: old})
+		}
+		if err := tx.UpdateProfile(n); err != nil {
+			return err
+		}
+		for i, in := range users {
+			l, err := d.expand(tx, in)
+			if err != nil {
+				return err
+			}
+			if err := checkInstanceConfig(r, tx, in.Config, l); err != nil {
+				return errdefs.Invalidf("Profile %q would break instance %q: %v", name, in.Name, err)
+			}
+			if err := d.assignIDMap(tx, &l); err != nil {
+				return errdefs.Invalidf("Profile %q would break instance %q: %v", name, in.Name, err)
+			}
+			if err := tx.UpdateInstance(l.Instance); err != nil {
+				return err
+			}
+			changes[i].new = l
+		}
+		return nil
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	for _, c := range changes {
+		if err := d.applyLive(c.old, c.new); err != nil {
+			return response.Error(err)
+		}
+	}
+	d.bus.Lifecycle("profile-updated", profileURL(pp, name), pp, r.Identity.Requestor(), nil)
+	return response.EmptySync()
+}
+
+func (d *Daemon) renameProfile(r *route.Request) response.Response {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := r.DecodeJSON(&req); err != nil {
+		return response.Error(err)
+	}
+	from := r.Var("name")
+	if from == "default" {
+		return response.Error(errdefs.Forbiddenf("The \"default\" profile cannot be renamed"))
+	}
+	if err := config.Name(req.Name); err != nil {
+		return response.Error(errdefs.Invalidf("Invalid profile name %q: %v", req.Name, err))
+	}
+	pp, err := d.profileProject(r.Project)
+	if err != nil {
+		return response.Error(err)
+	}
+	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+		if _, err := tx.Profile(pp, from); err != nil {
+			return err
+		}
+		return tx.RenameProfile(pp, from, req.Name)
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	d.bus.Lifecycle("profile-renamed", profileURL(pp, req.Name), pp, r.Identity.Requestor(), map[string]any{"old_name": from})
+	return response.Created(profileURL(pp, req.Name))
+}
+
+func (d *Daemon) deleteProfile(r *route.Request) response.Response {
+	name := r.Var("name")
+	if name == "default" {
+		return response.Error(errdefs.Forbiddenf("The \"default\" profile cannot be deleted"))
+	}
+	pp, err := d.profileProject(r.Project)
+	if err != nil {
+		return response.Error(err)
+	}
+	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+		if _, err := tx.Profile(pp, name); err != nil {
+			return err
+		}
+		users, err := d.profileUsers(tx, pp, name)
+		if err != nil {
+			return err
+		}
+		if len(users) > 0 {
+			return errdefs.Invalidf("Profile is currently in use by %d instance(s)", len(users))
+		}
+		return tx.DeleteProfile(pp, name)
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	d.bus.Lifecycle("profile-deleted", profileURL(pp, name), pp, r.Identity.Requestor(), nil)
+	return response.EmptySync()
+}

@@ -1,0 +1,116 @@
+package daemon
+
+import (
+	"context"
+	"net/url"
+
+	"github.com/moat/moat/api"
+	"github.com/moat/moat/internal/authz"
+	"github.com/moat/moat/internal/errdefs"
+	"github.com/moat/moat/internal/instance"
+	"github.com/moat/moat/internal/response"
+	"github.com/moat/moat/internal/route"
+	"github.com/moat/moat/internal/store"
+)
+
+func storagePoolEntity(r *route.Request) authz.Entity {
+	return authz.Entity{Type: authz.StoragePool, Name: r.Var("name")}
+}
+
+// storageEndpoints: pools are listed and shown to anyone trusted (lxc
+// launch reads the pool); only the default dir pool exists, created at
+// first start, and creating more is not supported yet.
+func (d *Daemon) storageEndpoints() []*route.Endpoint {
+	return []*route.Endpoint{
+		{Path: "/1.0/storage-pools",
+			Get:  &route.Action{Handler: d.getStoragePools, Entitlement: authz.CanViewResources, Entity: serverEntity},
+			Post: &route.Action{Handler: d.createStoragePool, Entitlement: authz.CanEdit, Entity: serverEntity},
+		},
+		{Path: "/1.0/storage-pools/{name}",
+			Get: &route.Action{Handler: d.getStoragePool, Entitlement: authz.CanViewResources, Entity: storagePoolEntity},
+		},
+	}
+}
+
+func storagePoolURL(name string) string { return "/1.0/storage-pools/" + url.PathEscape(name) }
+
+func (d *Daemon) renderPool(tx *store.Tx, p store.StoragePool, id bool) (api.StoragePool, error) {
+	used := []string{}
+	ins, err := tx.Instances("")
+	if err != nil {
+		return api.StoragePool{}, err
+	}
+	for _, in := range ins {
+		l, err := d.expand(tx, in)
+		if err != nil {
+			continue
+		}
+		for _, dev := range l.ED {
+			if dev["type"] == "disk" && dev["path"] == "/" && dev["pool"] == p.Name {
+				used = append(used, instanceURL(in.Project, in.Name))
+				break
+			}
+		}
+	}
+	cfg := p.Config
+	if !id {
+		cfg = map[string]string{}
+	}
+	return api.StoragePool{Name: p.Name, Driver: p.Driver, Description: p.Description, Config: cfg,
+		UsedBy: used, Status: "Created", Locations: []string{"none"}}, nil
+}
+
+func (d *Daemon) getStoragePools(r *route.Request) response.Response {
+	admin := r.Identity.IsAdmin()
+	var out []api.StoragePool
+	err := d.store.View(context.Background(), func(tx *store.Tx) error {
+		pools, err := tx.StoragePools()
+		if err != nil {
+			return err
+		}
+		for _, p := range pools {
+			ap, err := d.renderPool(tx, p, admin)
+			if err != nil {
+				return err
+			}
+			out = append(out, ap)
+		}
+		return nil
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	if r.Recursion() > 0 {
+		if out == nil {
+			out = []api.StoragePool{}
+		}
+		return response.Sync(out, nil)
+	}
+	urls := []string{}
+	for _, p := range out {
+		urls = append(urls, storagePoolURL(p.Name))
+	}
+	return response.Sync(urls, nil)
+}
+
+func (d *Daemon) getStoragePool(r *route.Request) response.Response {
+	var out api.StoragePool
+	err := d.store.View(context.Background(), func(tx *store.Tx) error {
+		p, err := tx.StoragePool(r.Var("name"))
+		if err != nil {
+			return err
+		}
+		out, err = d.renderPool(tx, p, r.Identity.IsAdmin())
+		return err
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	return response.Sync(out, map[string]any{"config": out.Config, "description": out.Description})
+}
+
+func (d *Daemon) createStoragePool(r *route.Request) response.Response {
+	return response.Error(errdefs.NotImplementedf("Only the default dir pool is supported; creating pools is not implemented yet"))
+}
+
+var _ = instance.LXCName
