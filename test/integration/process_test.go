@@ -77,8 +77,14 @@ func TestSocketAccessByGroup(t *testing.T) {
 	entries, _ := os.ReadDir(d.Dir)
 	for _, e := range entries {
 		fi, _ := e.Info()
-		if e.Name() != "unix.socket" && fi.Mode().Perm()&0o077 != 0 {
-			t.Errorf("%s is mode %v: readable by others", e.Name(), fi.Mode().Perm())
+		// Directories may be traversable (0711: containers' mapped root
+		// must reach their rootfs), never listable or writable by others.
+		mask := os.FileMode(0o077)
+		if fi.IsDir() {
+			mask = 0o066
+		}
+		if e.Name() != "unix.socket" && fi.Mode().Perm()&mask != 0 {
+			t.Errorf("%s is mode %v: open to others", e.Name(), fi.Mode().Perm())
 		}
 	}
 }
