@@ -50,6 +50,9 @@ type Entity struct {
 	// AdminOnly hides the entity from everyone but full admins, whatever
 	// their project rights (token operations: their secret mints admins).
 	AdminOnly bool
+	// AllProjects is an all-projects list request: a confined identity may
+	// view it, and the handler shows it only its own projects.
+	AllProjects bool
 }
 
 // serverForRestricted lists what a confined identity may do at server level.
@@ -59,6 +62,10 @@ var serverForRestricted = []Entitlement{CanViewResources}
 // it is confined to: use it, never change or delete it.
 var projectForRestricted = []Entitlement{CanView, CanViewEvents, CanViewOperations,
 	CanCreateInstances, CanCreateImages, CanCreateProfiles}
+
+// allProjectsForRestricted is what a confined identity may ask across all
+// projects: read-only lists that handlers filter to its projects.
+var allProjectsForRestricted = []Entitlement{CanView, CanViewEvents, CanViewOperations}
 
 // certificateSelf is what a restricted certificate may do to its own entry.
 var certificateSelf = []Entitlement{CanView, CanEdit, CanDelete}
@@ -91,6 +98,12 @@ func Authorize(id *identity.Identity, ent Entitlement, e Entity) error {
 		}
 		return errdefs.NotFoundf("Certificate not found")
 	case Project:
+		if e.AllProjects {
+			if slices.Contains(allProjectsForRestricted, ent) {
+				return nil
+			}
+			return errdefs.Forbiddenf("Certificate is restricted")
+		}
 		if !CanViewProject(id, e.Name) {
 			return errdefs.NotFoundf("Project not found")
 		}

@@ -27,7 +27,7 @@ func projectEntity(r *route.Request) authz.Entity {
 // requestProjectEntity is the project selected with ?project=, the entity
 // of project-scoped collections.
 func requestProjectEntity(r *route.Request) authz.Entity {
-	return authz.Entity{Type: authz.Project, Name: r.Project, Project: r.Project}
+	return authz.Entity{Type: authz.Project, Name: r.Project, Project: r.Project, AllProjects: r.AllProjects}
 }
 
 func (d *Daemon) renderProject(tx *store.Tx, p store.Project) (api.Project, error) {
