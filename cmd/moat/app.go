@@ -66,6 +66,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.operationCommand(),
 		a.monitorCommand(),
 		a.queryCommand(),
+		a.remoteCommand(),
 	)
 	return root
 }
@@ -76,7 +77,7 @@ func (a *app) connect(remote string) (*client.Client, error) {
 	if err := a.checkRemote(remote); err != nil {
 		return nil, err
 	}
-	c, err := client.ConnectUnix(filepath.Join(a.stateDir, "unix.socket"), &client.ConnectArgs{UserAgent: "moat"})
+	c, err := a.connectRemote(remote)
 	if err != nil {
 		return nil, err
 	}

@@ -12,8 +12,8 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// localRemote is the daemon on this machine's admin socket. It is the only
-// remote until the trust work adds HTTPS remotes to clientConfig.Remotes.
+// localRemote is the daemon on this machine's admin socket; the other
+// remotes are HTTPS servers added with `moat remote add` (remote.go).
 const localRemote = "local"
 
 // clientConfig is the CLI's own state, $MOAT_CONF/config.yml (default
@@ -27,6 +27,9 @@ type clientConfig struct {
 }
 
 type remoteConfig struct {
+	// Addr is the https:// URL of a remote added with `moat remote add`
+	// (empty for local, the admin socket).
+	Addr string `yaml:"addr,omitempty"`
 	// Project is the current project (`moat project switch`).
 	Project string `yaml:"project,omitempty"`
 }
@@ -138,8 +141,11 @@ func (a *app) defaultRemote() string {
 }
 
 func (a *app) checkRemote(remote string) error {
-	if remote != localRemote {
-		return fmt.Errorf("remote %q doesn't exist", remote)
+	if remote == localRemote {
+		return nil
 	}
-	return nil
+	if conf, err := a.config(); err == nil && conf.Remotes[remote].Addr != "" {
+		return nil
+	}
+	return fmt.Errorf("remote %q doesn't exist", remote)
 }

@@ -17,6 +17,7 @@ import (
 func (a *app) configCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Manage the server configuration"}
 	cmd.AddCommand(
+		a.trustCommand(),
 		&cobra.Command{
 			Use: "show [remote:]", Short: "Show the server configuration", Args: cobra.MaximumNArgs(1),
 			RunE: a.withServer(func(cmd *cobra.Command, c *client.Client, srv *api.Server, _ string, _ []string) error {
