@@ -303,21 +303,30 @@ func (d *Daemon) redeemCertificate(r *route.Request, secret string, req api.Cert
 	if secret == "" {
 		return d.authFailure(r, "token", errNoMatchingToken)
 	}
-	rec, err := d.trust.redeemToken(r.HTTP, r.Identity, secret)
+	// The token's name and restrictions win over the request's. A project
+	// deleted since the token was issued is dropped: the grant can only
+	// narrow. The entry is stored in the transaction that consumes the
+	// token.
+	var entry store.Certificate
+	_, addErr, err := d.trust.redeemTokenAdding(r.HTTP, r.Identity, secret, func(rec store.Token) (store.Certificate, error) {
+		projects := []string{}
+		for _, p := range rec.Projects {
+			if d.projectExists(p) == nil {
+				projects = append(projects, p)
+			}
+		}
+		var err error
+		entry, err = d.certificateEntry(r, c, rec.Name, authn.CertTypeClient, rec.Restricted, projects)
+		return entry, err
+	})
 	if err != nil {
 		return d.authFailure(r, "token", err)
 	}
 	d.trust.limiter.Success(r.HTTP.RemoteAddr)
-	// The token's name and restrictions win over the request's. A project
-	// deleted since the token was issued is dropped: the grant can only
-	// narrow.
-	projects := []string{}
-	for _, p := range rec.Projects {
-		if d.projectExists(p) == nil {
-			projects = append(projects, p)
-		}
+	if addErr != nil {
+		return response.Error(addErr)
 	}
-	return d.addCertificate(r, c, rec.Name, authn.CertTypeClient, rec.Restricted, projects)
+	return d.certificateAdded(r, entry)
 }
 
 func (d *Daemon) passwordCertificate(r *route.Request, req api.CertificatesPost) response.Response {
@@ -349,8 +358,20 @@ func (d *Daemon) passwordCertificate(r *route.Request, req api.CertificatesPost)
 
 // addCertificate validates c and stores it.
 func (d *Daemon) addCertificate(r *route.Request, c *x509.Certificate, name, typ string, restricted bool, projects []string) response.Response {
-	if err := d.checkCertificate(c); err != nil {
+	entry, err := d.certificateEntry(r, c, name, typ, restricted, projects)
+	if err != nil {
 		return response.Error(err)
+	}
+	if err := d.store.Update(context.Background(), func(tx *store.Tx) error { return tx.CreateCertificate(entry) }); err != nil {
+		return response.Error(err)
+	}
+	return d.certificateAdded(r, entry)
+}
+
+// certificateEntry validates c and builds its trust store entry.
+func (d *Daemon) certificateEntry(r *route.Request, c *x509.Certificate, name, typ string, restricted bool, projects []string) (store.Certificate, error) {
+	if err := d.checkCertificate(c); err != nil {
+		return store.Certificate{}, err
 	}
 	if name == "" {
 		name = c.Subject.CommonName
@@ -361,19 +382,21 @@ func (d *Daemon) addCertificate(r *route.Request, c *x509.Certificate, name, typ
 	if projects == nil {
 		projects = []string{}
 	}
-	fp := pki.Fingerprint(c)
-	entry := store.Certificate{Fingerprint: fp, Type: typ, Name: name, Certificate: certPEM(c), Restricted: restricted, Projects: projects}
-	if err := d.store.Update(context.Background(), func(tx *store.Tx) error { return tx.CreateCertificate(entry) }); err != nil {
-		return response.Error(err)
-	}
+	return store.Certificate{Fingerprint: pki.Fingerprint(c), Type: typ, Name: name, Certificate: certPEM(c), Restricted: restricted, Projects: projects}, nil
+}
+
+// certificateAdded refreshes the trust store cache after entry was
+// stored, and announces it.
+func (d *Daemon) certificateAdded(r *route.Request, entry store.Certificate) response.Response {
 	if err := d.trust.reloadTrustStore(context.Background()); err != nil {
 		return response.Error(err)
 	}
+	fp := entry.Fingerprint
 	rq := r.Identity.Requestor()
 	if rq == nil {
 		rq = &api.Requestor{Username: fp, Protocol: "tls", Address: r.HTTP.RemoteAddr}
 	}
-	d.bus.Lifecycle("certificate-created", "/1.0/certificates/"+fp, "", rq, map[string]any{"name": name, "restricted": restricted, "projects": projects})
+	d.bus.Lifecycle("certificate-created", "/1.0/certificates/"+fp, "", rq, map[string]any{"name": entry.Name, "restricted": entry.Restricted, "projects": entry.Projects})
 	return response.Created("/1.0/certificates/" + fp)
 }
 

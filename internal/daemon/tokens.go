@@ -206,6 +206,18 @@ func (t *trust) revokeToken(id string) error {
 // it (single use; an expired token is consumed too). Every stored secret
 // is compared, in constant time, whatever matches first.
 func (t *trust) redeemToken(r *http.Request, id *identity.Identity, secret string) (store.Token, error) {
+	rec, _, err := t.redeemTokenAdding(r, id, secret, nil)
+	return rec, err
+}
+
+// redeemTokenAdding is redeemToken that, for a valid token, also stores
+// the certificate entry(rec) returns, in the same transaction as the
+// consumption: one commit, one fsync. If building or storing the entry
+// fails, the token is consumed all the same (in a transaction of its own)
+// and that failure is returned as addErr, with err nil: the token was
+// good, so it is not an authentication failure, but it cannot be tried
+// again.
+func (t *trust) redeemTokenAdding(r *http.Request, id *identity.Identity, secret string, entry func(store.Token) (store.Certificate, error)) (rec store.Token, addErr, err error) {
 	now := time.Now().UTC()
 	t.tokMu.Lock()
 	var found *tokenState
@@ -216,32 +228,57 @@ func (t *trust) redeemToken(r *http.Request, id *identity.Identity, secret strin
 	}
 	if found == nil {
 		t.tokMu.Unlock()
-		return store.Token{}, errNoMatchingToken
+		return store.Token{}, nil, errNoMatchingToken
 	}
 	if !found.rec.UsedAt.IsZero() {
 		t.tokMu.Unlock()
 		t.d.security("authn_token_reuse", "warning", fmt.Sprintf("used trust token for %q presented again by %s", found.rec.Name, id.Address), id, "", r)
-		return store.Token{}, errNoMatchingToken
+		return store.Token{}, nil, errNoMatchingToken
 	}
-	ok, err := t.consumeLocked(found, now)
+	expired := !found.rec.ExpiresAt.IsZero() && !now.Before(found.rec.ExpiresAt)
+	var ok bool
+	var cert store.Certificate
+	if entry != nil && !expired {
+		cert, addErr = entry(found.rec)
+	}
+	if entry != nil && !expired && addErr == nil {
+		err = t.d.store.Update(context.Background(), func(tx *store.Tx) error {
+			if ok, err = tx.ConsumeToken(found.rec.ID, now); err != nil || !ok {
+				return err
+			}
+			if addErr = tx.CreateCertificate(cert); addErr != nil {
+				ok = false
+				return addErr
+			}
+			return nil
+		})
+		if addErr == nil && err == nil && ok {
+			found.rec.UsedAt = now
+		}
+	}
+	if addErr != nil || entry == nil || expired {
+		// Consume alone: no entry wanted, an expired token, or an entry
+		// that could not be stored (rolled back with the consumption).
+		ok, err = t.consumeLocked(found, now)
+	}
 	op := found.op
 	found.op = nil
-	rec := found.rec
+	rec = found.rec
 	t.tokMu.Unlock()
 	if err != nil {
-		return store.Token{}, err
+		return store.Token{}, nil, err
 	}
 	if !ok {
-		return store.Token{}, errNoMatchingToken
+		return store.Token{}, nil, errNoMatchingToken
 	}
-	if !rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt) {
+	if expired {
 		if op != nil {
 			op.Finish(errors.New("Token has expired"))
 		}
-		return store.Token{}, errdefs.Forbiddenf("Token has expired")
+		return store.Token{}, nil, errdefs.Forbiddenf("Token has expired")
 	}
 	if op != nil {
 		op.Finish(nil)
 	}
-	return rec, nil
+	return rec, addErr, nil
 }
