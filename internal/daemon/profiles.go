@@ -162,7 +162,6 @@ func checkProfile(r *route.Request, f store.Profile) error {
 	return delegationFloor(r.Identity, f.Config, f.Devices)
 }
 
-
 func (d *Daemon) createProfile(r *route.Request) response.Response {
 	var req api.ProfilesPost
 	if err := r.DecodeJSON(&req); err != nil {
