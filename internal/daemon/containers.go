@@ -212,3 +212,20 @@ func (d *Daemon) containerEndpoints() []*route.Endpoint {
 	eps = append(eps, d.instanceEndpoints()...)
 	return eps
 }
+
+func init() {
+	apiExtensions = append(apiExtensions,
+		"storage",
+		"profile_usedby",
+		"container_exec_recording",
+		"container_exec_user_group_cwd",
+		"container_full",
+		"instances",
+		"instance_create_start",
+		"instance_all_projects",
+		"instance_force_delete",
+		// ?filter= is accepted; filtering is left to the client (which
+		// filters again anyway), so results are a superset.
+		"api_filtering",
+	)
+}

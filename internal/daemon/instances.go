@@ -880,7 +880,22 @@ func (d *Daemon) updateInstance(r *route.Request, next func(store.Instance) stor
 		return response.Error(err)
 	}
 	d.bus.Lifecycle("instance-updated", instanceURL(project, name), project, r.Identity.Requestor(), nil)
-	return response.EmptySync()
+	// LXD clients expect an operation; the change is already applied, so
+	// errors above are plain 4xx responses.
+	return d.doneOperation(r, "Updating instance", project, map[string][]string{"instances": {instanceURL(project, name)}})
+}
+
+// doneOperation returns an operation for work that already happened.
+func (d *Daemon) doneOperation(r *route.Request, desc, project string, resources map[string][]string) response.Response {
+	op, err := d.ops.Create(operation.Args{
+		Class: api.OperationClassTask, Description: desc, Project: project, Resources: resources, Creator: r.Identity,
+		Run: func(context.Context, *operation.Operation) error { return nil },
+	})
+	if err != nil {
+		return response.Error(err)
+	}
+	op.Start()
+	return response.Async(op.Render(r.Identity))
 }
 
 // applyLive replaces the driver handle with one for the new config and
