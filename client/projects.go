@@ -56,3 +56,12 @@ func (c *Client) DeleteProject(ctx context.Context, name string) error {
 	_, err := c.query(ctx, request{method: http.MethodDelete, path: projectPath(name)}, nil)
 	return err
 }
+
+// GetProjectState returns a project's usage against its limits.
+func (c *Client) GetProjectState(ctx context.Context, name string) (*api.ProjectState, error) {
+	var s api.ProjectState
+	if _, err := c.query(ctx, request{method: http.MethodGet, path: projectPath(name) + "/state"}, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}

@@ -16,7 +16,7 @@ func (a *app) projectCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "project", Short: "Manage projects"}
 	cmd.AddCommand(a.projectCreateCommand(), a.projectListCommand(), a.projectShowCommand(),
 		a.projectGetCommand(), a.projectSetCommand(), a.projectUnsetCommand(), a.projectEditCommand(),
-		a.projectRenameCommand(), a.projectDeleteCommand(), a.projectSwitchCommand())
+		a.projectRenameCommand(), a.projectDeleteCommand(), a.projectSwitchCommand(), a.projectInfoCommand())
 	return cmd
 }
 

@@ -59,6 +59,7 @@ var authzMatrix = map[string]string{
 	"PUT /1.0/projects/{name}":           "3aa3434",
 	"PATCH /1.0/projects/{name}":         "3aa3434",
 	"POST /1.0/projects/{name}":          "3aa3434",
+	"GET /1.0/projects/{name}/state":     "3aaa4a4",
 	"DELETE /1.0/projects/{name}":        "3aa3434",
 	"GET /1.0/storage-pools":             "3aaa4a4",
 	"POST /1.0/storage-pools":            "3aa3434",
