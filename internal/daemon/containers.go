@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -27,6 +28,7 @@ type containers struct {
 	images  *image.Store
 	pool    *storage.Dir
 	lxcPath string
+	tag     string
 	host    idmap.Host
 	hostErr error
 	handles instance.Handles
@@ -60,6 +62,10 @@ func defaultProfile(project string) store.Profile {
 // committed, ephemeral instances that stopped while moatd was down).
 func (d *Daemon) initContainers(ctx context.Context) error {
 	c := &containers{lxcPath: filepath.Join(d.cfg.StateDir, "lxc")}
+	if abs, _ := filepath.Abs(d.cfg.StateDir); abs != "/var/lib/moat" {
+		sum := sha256.Sum256([]byte(abs))
+		c.tag = "m" + hex.EncodeToString(sum[:3]) + "."
+	}
 	var err error
 	c.host, c.hostErr = idmap.DiscoverHost()
 	if c.images, err = image.Open(filepath.Join(d.cfg.StateDir, "images")); err != nil {
@@ -111,7 +117,7 @@ func (d *Daemon) initContainers(ctx context.Context) error {
 	}
 	known := map[string]bool{}
 	for _, in := range instances {
-		known[instance.LXCName(in.Project, in.Name)] = true
+		known[c.lxcName(in.Project, in.Name)] = true
 	}
 	for _, name := range c.pool.Containers() {
 		if !known[name] {
@@ -228,4 +234,12 @@ func init() {
 		// filters again anyway), so results are a superset.
 		"api_filtering",
 	)
+}
+
+// lxcName is an instance's liblxc and cgroup name. Cgroup names are
+// host-wide: a daemon whose state dir is not the default prefixes its
+// names with a tag of the dir, so test daemons and a production daemon
+// on one host never touch each other's cgroups.
+func (c *containers) lxcName(project, name string) string {
+	return c.tag + instance.LXCName(project, name)
 }

@@ -42,7 +42,7 @@ func wsSecret() string {
 
 // execLogDir holds record-output files of an instance.
 func (d *Daemon) execLogDir(project, name string) string {
-	return filepath.Join(d.cfg.StateDir, "logs", instance.LXCName(project, name))
+	return filepath.Join(d.cfg.StateDir, "logs", d.ct.lxcName(project, name))
 }
 
 // execEnv builds the command's environment: LXD's defaults, then the

@@ -14,7 +14,6 @@ import (
 
 	"github.com/moat/moat/internal/errdefs"
 	"github.com/moat/moat/internal/idmap"
-	"github.com/moat/moat/internal/instance"
 	"github.com/moat/moat/internal/response"
 	"github.com/moat/moat/internal/route"
 )
@@ -32,7 +31,7 @@ func (d *Daemon) openRootfs(r *route.Request) (int, error) {
 	if _, err := d.loadInstance(r.Project, r.Var("name")); err != nil {
 		return -1, err
 	}
-	root := d.ct.pool.Rootfs(instance.LXCName(r.Project, r.Var("name")))
+	root := d.ct.pool.Rootfs(d.ct.lxcName(r.Project, r.Var("name")))
 	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open rootfs: %w", err)

@@ -114,7 +114,7 @@ func (d *Daemon) loadInstance(project, name string) (loaded, error) {
 // handle returns the driver handle of an instance, building its spec from
 // the expanded config and the map recorded for its next start.
 func (d *Daemon) handle(l loaded) (*lxcdriver.Container, error) {
-	lxcName := instance.LXCName(l.Project, l.Name)
+	lxcName := d.ct.lxcName(l.Project, l.Name)
 	return d.ct.handles.Get(lxcName, func() (lxcdriver.Spec, error) { return d.spec(l) })
 }
 
@@ -127,7 +127,7 @@ func (d *Daemon) spec(l loaded) (lxcdriver.Spec, error) {
 			return lxcdriver.Spec{}, fmt.Errorf("instance %s has no valid ID map recorded (volatile.idmap.next)", l.Name)
 		}
 	}
-	lxcName := instance.LXCName(l.Project, l.Name)
+	lxcName := d.ct.lxcName(l.Project, l.Name)
 	return instance.BuildSpec(instance.SpecArgs{
 		Name: l.Name, LXCName: lxcName, LXCPath: d.ct.lxcPath, Rootfs: d.ct.pool.Rootfs(lxcName),
 		IDMap: set, Config: l.EC, Devices: l.ED,
@@ -551,7 +551,7 @@ func (d *Daemon) doCreate(r *route.Request, prepare func(*store.Tx) error, l *lo
 	}
 	set, _ := idmap.ParseJSON(l.Config["volatile.idmap.next"])
 	uid, gid := instance.RootOwner(set)
-	lxcName := instance.LXCName(l.Project, l.Name)
+	lxcName := d.ct.lxcName(l.Project, l.Name)
 	if err := d.ct.pool.CreateContainer(lxcName, d.ct.images.Rootfs(img.Fingerprint), uid, gid); err != nil {
 		return err
 	}
@@ -584,7 +584,7 @@ func (d *Daemon) startLocked(project, name string, requestor *api.Requestor) err
 	if err != nil {
 		return err
 	}
-	lxcName := instance.LXCName(project, name)
+	lxcName := d.ct.lxcName(project, name)
 	d.ct.handles.Forget(lxcName)
 	spec, err := d.spec(l)
 	if err != nil {
@@ -902,7 +902,7 @@ func (d *Daemon) doneOperation(r *route.Request, desc, project string, resources
 // applies limits to a running container. Other changes (devices, ID map,
 // privilege) take effect at the next start.
 func (d *Daemon) applyLive(old, l loaded) error {
-	lxcName := instance.LXCName(l.Project, l.Name)
+	lxcName := d.ct.lxcName(l.Project, l.Name)
 	h, err := d.handle(old)
 	if err != nil {
 		d.ct.handles.Forget(lxcName)
@@ -953,7 +953,7 @@ func (d *Daemon) renameInstance(r *route.Request) response.Response {
 			mu := d.ct.instLock(project, from)
 			mu.Lock()
 			defer mu.Unlock()
-			oldLXC, newLXC := instance.LXCName(project, from), instance.LXCName(project, req.Name)
+			oldLXC, newLXC := d.ct.lxcName(project, from), d.ct.lxcName(project, req.Name)
 			if h, err := d.handle(l); err == nil {
 				if err := h.Delete(); err != nil {
 					return err
@@ -1036,7 +1036,7 @@ func (d *Daemon) removeInstance(ctx context.Context, in store.Instance) error {
 	if err := d.store.Update(ctx, func(tx *store.Tx) error { return tx.DeleteInstance(in.Project, in.Name) }); err != nil {
 		return err
 	}
-	lxcName := instance.LXCName(in.Project, in.Name)
+	lxcName := d.ct.lxcName(in.Project, in.Name)
 	var errs []error
 	if h, err := d.handle(loaded{Instance: in, EC: in.Config, ED: in.Devices}); err == nil {
 		errs = append(errs, h.Delete())
