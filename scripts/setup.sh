@@ -28,3 +28,23 @@ Members of the '$GROUP' group (and root) can use it:
   LXD_DIR=$STATE_DIR lxc info
 Stop it with: make stop
 MSG
+
+# --- containers (issue 4): import the busybox test image and launch a first
+# hardened container (unprivileged, isolated ID map from the default profile).
+SOCK="$STATE_DIR/unix.socket"
+api() { curl -sf --unix-socket "$SOCK" "$@"; }
+if ! api "http://moat/1.0/images/aliases/busybox" >/dev/null 2>&1; then
+	go build -o bin/moat-mkimage ./cmd/moat-mkimage
+	IMG="$STATE_DIR/busybox.tar.gz"
+	FP=$(./bin/moat-mkimage -o "$IMG")
+	api -X POST -H 'Content-Type: application/octet-stream' --data-binary @"$IMG" "http://moat/1.0/images" >/dev/null
+	sleep 0.2
+	api -X POST -d "{\"name\":\"busybox\",\"target\":\"$FP\"}" "http://moat/1.0/images/aliases" >/dev/null
+	echo "Imported the busybox test image as 'busybox' ($FP)."
+fi
+if ! api "http://moat/1.0/instances/first" >/dev/null 2>&1; then
+	OP=$(api -X POST -d '{"name":"first","source":{"type":"image","alias":"busybox"},"start":true}' "http://moat/1.0/instances" |
+		sed -n 's/.*"operation":"\([^"]*\)".*/\1/p')
+	api "http://moat$OP/wait?timeout=30" | grep -q '"status":"Success"' &&
+		echo "Launched container 'first': LXD_DIR=$STATE_DIR lxc exec first -- cat /proc/self/uid_map"
+fi

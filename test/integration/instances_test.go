@@ -27,7 +27,7 @@ var (
 )
 
 // busyboxImage builds the busybox unified tarball once per test binary.
-func busyboxImage(t *testing.T) (string, string) {
+func busyboxImage(t testing.TB) (string, string) {
 	t.Helper()
 	if _, err := os.Stat(testimage.Busybox); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -51,7 +51,7 @@ func busyboxImage(t *testing.T) (string, string) {
 }
 
 // wait waits for the operation of an async response and returns it.
-func wait(t *testing.T, d *testdaemon.Daemon, res testdaemon.Result) api.Operation {
+func wait(t testing.TB, d *testdaemon.Daemon, res testdaemon.Result) api.Operation {
 	t.Helper()
 	if res.Status != 202 {
 		t.Fatalf("want an operation, got %d: %s", res.Status, res.Raw)
@@ -63,7 +63,7 @@ func wait(t *testing.T, d *testdaemon.Daemon, res testdaemon.Result) api.Operati
 	return op
 }
 
-func mustSucceed(t *testing.T, d *testdaemon.Daemon, res testdaemon.Result) api.Operation {
+func mustSucceed(t testing.TB, d *testdaemon.Daemon, res testdaemon.Result) api.Operation {
 	t.Helper()
 	op := wait(t, d, res)
 	if op.Status != "Success" {
@@ -74,7 +74,7 @@ func mustSucceed(t *testing.T, d *testdaemon.Daemon, res testdaemon.Result) api.
 }
 
 // withImage starts a daemon with the busybox image imported as "bb".
-func withImage(t *testing.T) (*testdaemon.Daemon, string) {
+func withImage(t testing.TB) (*testdaemon.Daemon, string) {
 	t.Helper()
 	path, fp := busyboxImage(t)
 	d := testdaemon.Start(t)
@@ -99,7 +99,7 @@ func withImage(t *testing.T) (*testdaemon.Daemon, string) {
 	return d, fp
 }
 
-func launch(t *testing.T, d *testdaemon.Daemon, name string, cfg map[string]string) {
+func launch(t testing.TB, d *testdaemon.Daemon, name string, cfg map[string]string) {
 	t.Helper()
 	mustSucceed(t, d, d.Do("POST", "/1.0/instances", map[string]any{
 		"name": name, "source": map[string]string{"type": "image", "alias": "bb"}, "config": cfg, "start": true,
@@ -107,7 +107,7 @@ func launch(t *testing.T, d *testdaemon.Daemon, name string, cfg map[string]stri
 }
 
 // execOut runs a command without websockets, recording its output.
-func execOut(t *testing.T, d *testdaemon.Daemon, name string, cmd ...string) (int, string) {
+func execOut(t testing.TB, d *testdaemon.Daemon, name string, cmd ...string) (int, string) {
 	t.Helper()
 	op := mustSucceed(t, d, d.Do("POST", "/1.0/instances/"+name+"/exec", map[string]any{
 		"command": cmd, "record-output": true,
