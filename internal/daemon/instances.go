@@ -311,7 +311,7 @@ func (d *Daemon) getInstanceState(r *route.Request) response.Response {
 // instance's effective config: local keys and devices, volatile keys
 // (daemon-owned), the expanded result as a whole, and the delegation
 // floor for the caller.
-func checkInstanceConfig(r *route.Request, tx *store.Tx, cur map[string]string, l loaded) error {
+func (d *Daemon) checkInstanceConfig(r *route.Request, tx *store.Tx, cur map[string]string, l loaded) error {
 	for k, v := range l.Config {
 		if config.IsVolatile(k) && cur[k] != v {
 			return errdefs.Invalidf("Invalid instance configuration key %q: volatile keys are set by Moat, not by users", k)
@@ -336,7 +336,10 @@ func checkInstanceConfig(r *route.Request, tx *store.Tx, cur map[string]string, 
 		return err
 	}
 	pol := project.Policy{Project: l.Project, Config: p.Config, Admin: r.Identity.IsAdmin()}
-	return pol.CheckInstance(l.Name, l.EC, l.ED)
+	if err := pol.CheckInstance(l.Name, l.EC, l.ED); err != nil {
+		return err
+	}
+	return d.checkInstanceLimits(tx, p, l)
 }
 
 // allocations lists the isolated blocks of every instance but skip.
@@ -485,7 +488,7 @@ func (d *Daemon) createInstance(r *route.Request) response.Response {
 		if err != nil {
 			return err
 		}
-		if err := checkInstanceConfig(r, tx, full, l); err != nil {
+		if err := d.checkInstanceConfig(r, tx, full, l); err != nil {
 			return err
 		}
 		return d.assignIDMap(tx, &l)
@@ -865,7 +868,7 @@ func (d *Daemon) updateInstance(r *route.Request, next func(store.Instance) stor
 		if l, err = d.expand(tx, n); err != nil {
 			return errdefs.Invalidf("%v", err)
 		}
-		if err := checkInstanceConfig(r, tx, cur.Config, l); err != nil {
+		if err := d.checkInstanceConfig(r, tx, cur.Config, l); err != nil {
 			return err
 		}
 		if err := d.assignIDMap(tx, &l); err != nil {

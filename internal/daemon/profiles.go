@@ -274,7 +274,7 @@ func (d *Daemon) updateProfile(r *route.Request, next func(store.Profile) store.
 			if err != nil {
 				return err
 			}
-			if err := checkInstanceConfig(r, tx, in.Config, l); err != nil {
+			if err := d.checkInstanceConfig(r, tx, in.Config, l); err != nil {
 				return errdefs.Invalidf("Profile %q would break instance %q: %v", name, in.Name, err)
 			}
 			if err := d.assignIDMap(tx, &l); err != nil {

@@ -165,6 +165,9 @@ func (d *Daemon) updateProject(r *route.Request, next func(store.Project) (strin
 		if err := config.Project.Check(cfg); err != nil {
 			return err
 		}
+		if err := d.checkProjectChange(tx, name, cfg); err != nil {
+			return err
+		}
 		if featuresChanged(cur.Config, cfg) {
 			if name == "default" {
 				return errdefs.Invalidf("The features of the 'default' project cannot be changed")
