@@ -13,7 +13,6 @@ import (
 
 	"github.com/moat/moat/internal/config"
 	"github.com/moat/moat/internal/errdefs"
-	"github.com/moat/moat/internal/identity"
 	"github.com/moat/moat/internal/idmap"
 	"github.com/moat/moat/internal/image"
 	"github.com/moat/moat/internal/instance"
@@ -177,35 +176,6 @@ func randomName() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return "c-" + hex.EncodeToString(b[:])
-}
-
-// delegationFloor refuses, for identities that are not full admins, the
-// config that grants host-level power (DESIGN.md 1.2): privileged
-// containers, nesting, raw.idmap, a fixed idmap base, host-path disks and
-// device passthrough.
-func delegationFloor(id *identity.Identity, ec map[string]string, devices store.Devices) error {
-	if id == nil || id.IsAdmin() {
-		return nil
-	}
-	for _, k := range []string{"security.privileged", "security.nesting", config.ForcePrivilegedNesting} {
-		if config.IsTrue(ec[k]) {
-			return errdefs.Forbiddenf("%s=true is not allowed for a confined identity", k)
-		}
-	}
-	for _, k := range []string{"raw.idmap", "security.idmap.base"} {
-		if ec[k] != "" {
-			return errdefs.Forbiddenf("%s is not allowed for a confined identity", k)
-		}
-	}
-	for name, dev := range devices {
-		switch {
-		case dev["type"] == config.DeviceDisk && dev["path"] != "/":
-			return errdefs.Forbiddenf("Device %q: host path disks are not allowed for a confined identity", name)
-		case dev["type"] == config.DeviceUnixChar || dev["type"] == config.DeviceUnixBlock:
-			return errdefs.Forbiddenf("Device %q: device passthrough is not allowed for a confined identity", name)
-		}
-	}
-	return nil
 }
 
 // containerEndpoints are the storage, image, profile and instance

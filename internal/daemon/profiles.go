@@ -10,6 +10,7 @@ import (
 	"github.com/moat/moat/internal/authz"
 	"github.com/moat/moat/internal/config"
 	"github.com/moat/moat/internal/errdefs"
+	"github.com/moat/moat/internal/project"
 	"github.com/moat/moat/internal/response"
 	"github.com/moat/moat/internal/route"
 	"github.com/moat/moat/internal/store"
@@ -144,9 +145,10 @@ func (d *Daemon) getProfile(r *route.Request) response.Response {
 	return response.Sync(out, out.ProfilePut)
 }
 
-// checkProfile validates a profile's own keys and devices. Rules that
-// span keys are checked on the instances using it (checkProfileUsers).
-func checkProfile(r *route.Request, f store.Profile) error {
+// checkProfile validates a profile's own keys and devices, and holds it to
+// the project's restrictions (and the delegation floor) like an instance.
+// Rules that span keys are checked on the instances using it.
+func checkProfile(r *route.Request, tx *store.Tx, f store.Profile) error {
 	for k := range f.Config {
 		if config.IsVolatile(k) {
 			return errdefs.Invalidf("Invalid profile configuration key %q: volatile keys belong to instances", k)
@@ -158,8 +160,12 @@ func checkProfile(r *route.Request, f store.Profile) error {
 	if err := config.CheckDevices(f.Devices); err != nil {
 		return err
 	}
-	// A confined identity's profile must pass the floor on its own.
-	return delegationFloor(r.Identity, f.Config, f.Devices)
+	p, err := tx.Project(f.Project)
+	if err != nil {
+		return err
+	}
+	pol := project.Policy{Project: f.Project, Config: p.Config, Admin: r.Identity.IsAdmin()}
+	return pol.CheckProfile(f.Name, f.Config, f.Devices)
 }
 
 func (d *Daemon) createProfile(r *route.Request) response.Response {
@@ -178,10 +184,12 @@ func (d *Daemon) createProfile(r *route.Request) response.Response {
 	if f.Devices == nil {
 		f.Devices = store.Devices{}
 	}
-	if err := checkProfile(r, f); err != nil {
-		return response.Error(err)
-	}
-	err = d.store.Update(context.Background(), func(tx *store.Tx) error { return tx.CreateProfile(f) })
+	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+		if err := checkProfile(r, tx, f); err != nil {
+			return err
+		}
+		return tx.CreateProfile(f)
+	})
 	if err != nil {
 		return response.Error(err)
 	}
@@ -252,7 +260,7 @@ func (d *Daemon) updateProfile(r *route.Request, next func(store.Profile) store.
 			return err
 		}
 		n := next(cur)
-		if err := checkProfile(r, n); err != nil {
+		if err := checkProfile(r, tx, n); err != nil {
 			return err
 		}
 		users, err := d.profileUsers(tx, pp, name)

@@ -49,12 +49,22 @@ var lowLevelPrefixes = []string{"raw.", "security.idmap.base", "security.idmap.s
 // the policy. The error wraps errdefs.ErrInvalid and names the key, the
 // instance, the project and the rule.
 func (p Policy) CheckInstance(name string, cfg map[string]string, devices map[string]map[string]string) error {
+	return p.check("container", name, cfg, devices)
+}
+
+// CheckProfile applies the same rules to a profile's own config and
+// devices, so a profile cannot hold what no instance could use.
+func (p Policy) CheckProfile(name string, cfg map[string]string, devices map[string]map[string]string) error {
+	return p.check("profile", name, cfg, devices)
+}
+
+func (p Policy) check(kind, name string, cfg map[string]string, devices map[string]map[string]string) error {
 	if !p.Active() {
 		return nil
 	}
 	deny := func(key, value, why, rule string) error {
-		return errdefs.Invalidf("Invalid value %q for config %q on container %q of project %q: %s (%s=%s)",
-			value, key, name, p.Project, why, rule, p.value(rule))
+		return errdefs.Invalidf("Invalid value %q for config %q on %s %q of project %q: %s (%s=%s)",
+			value, key, kind, name, p.Project, why, rule, p.value(rule))
 	}
 	if config.IsTrue(cfg["security.nesting"]) && p.value("restricted.containers.nesting") != "allow" {
 		return deny("security.nesting", cfg["security.nesting"], "Container nesting is forbidden", "restricted.containers.nesting")
@@ -84,7 +94,7 @@ func (p Policy) CheckInstance(name string, cfg map[string]string, devices map[st
 		}
 	}
 	for dev, d := range devices {
-		if err := p.checkDevice(name, dev, d); err != nil {
+		if err := p.checkDevice(kind, name, dev, d); err != nil {
 			return err
 		}
 	}
@@ -140,10 +150,10 @@ var blockAllowDevices = map[string]string{
 	"infiniband": "restricted.devices.infiniband",
 }
 
-func (p Policy) checkDevice(inst, name string, d map[string]string) error {
+func (p Policy) checkDevice(kind, owner, name string, d map[string]string) error {
 	deny := func(why, rule string) error {
-		return errdefs.Invalidf("Invalid device %q on container %q of project %q: %s (%s=%s)",
-			name, inst, p.Project, why, rule, p.value(rule))
+		return errdefs.Invalidf("Invalid device %q on %s %q of project %q: %s (%s=%s)",
+			name, kind, owner, p.Project, why, rule, p.value(rule))
 	}
 	typ := d["type"]
 	if rule, ok := blockAllowDevices[typ]; ok {
