@@ -74,6 +74,17 @@ func userProjectConfig(id *identity.Identity, home string) map[string]string {
 	return config.Normalize(cfg)
 }
 
+// userDefaultProfile is the default profile of a per-user project: the
+// install's isolated ID map and root disk, plus the user's own uid and gid
+// mapped through unchanged, so files in a home directory the user attaches
+// keep their owner inside the container.
+func userDefaultProfile(id *identity.Identity, project string) store.Profile {
+	p := defaultProfile(project)
+	p.Description = fmt.Sprintf("Default profile of %s", id.Username)
+	p.Config["raw.idmap"] = fmt.Sprintf("uid %d %d\ngid %d %d", id.UID, id.UID, id.GID, id.GID)
+	return p
+}
+
 // provisionUser creates the user's project on first contact. It runs
 // before the request is routed, so the very first request already finds it.
 func (d *Daemon) provisionUser(id *identity.Identity) error {
@@ -97,8 +108,12 @@ func (d *Daemon) provisionUser(id *identity.Identity) error {
 			return err
 		}
 		created = true
-		return tx.CreateProject(store.Project{Name: project, Config: cfg,
+		err := tx.CreateProject(store.Project{Name: project, Config: cfg,
 			Description: fmt.Sprintf("User restricted project for %q (%d)", id.Username, id.UID)})
+		if err != nil {
+			return err
+		}
+		return tx.CreateProfile(userDefaultProfile(id, project))
 	})
 	if err != nil {
 		return fmt.Errorf("provision project %s: %w", project, err)

@@ -41,7 +41,8 @@ func userCall(t *testing.T, d *testdaemon.Daemon, uid, groups, method, path, bod
 	}
 	args = append(args, "curl", "-sS", "--unix-socket", d.Dir+"/user/unix.socket", "-X", method)
 	if body != "" {
-		args = append(args, "-d", body)
+		// "@file" uploads a file as is; anything else is sent as JSON.
+		args = append(args, "--data-binary", body)
 	}
 	args = append(args, "http://moat"+path)
 	out, err := exec.Command("setpriv", args...).Output()
