@@ -171,11 +171,22 @@ func (d *Daemon) SocketPath() string { return filepath.Join(d.cfg.StateDir, "uni
 // Router exposes the route table (for tests that walk it).
 func (d *Daemon) Router() *route.Router { return d.router }
 
-// Start opens the unix socket and serves it in the background.
+// Start opens the listeners and serves them in the background.
 func (d *Daemon) Start() error {
-	gid := int(d.unix.AdminGID)
-	l, err := endpoint.ListenUnix(d.SocketPath(), gid)
+	// The admin socket opens last: it accepts connections as soon as it
+	// exists, and a client that reached it may rely on every other
+	// listener being up.
+	if err := d.startUserSocket(); err != nil {
+		return fmt.Errorf("user socket: %w", err)
+	}
+	if err := d.startHTTPS(); err != nil {
+		d.closeUserSocket()
+		return err
+	}
+	l, err := endpoint.ListenUnix(d.SocketPath(), int(d.unix.AdminGID))
 	if err != nil {
+		d.closeUserSocket()
+		_ = d.stopHTTPS(context.Background())
 		return err
 	}
 	d.listener = l
@@ -190,12 +201,6 @@ func (d *Daemon) Start() error {
 			d.log.Error("unix socket server stopped", "err", err)
 		}
 	}()
-	if err := d.startUserSocket(); err != nil {
-		return fmt.Errorf("user socket: %w", err)
-	}
-	if err := d.startHTTPS(); err != nil {
-		return err
-	}
 	d.log.Info("moatd ready", "socket", d.SocketPath(), "version", Version)
 	return nil
 }

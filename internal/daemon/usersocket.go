@@ -50,6 +50,12 @@ func (d *Daemon) startUserSocket() error {
 	return nil
 }
 
+func (d *Daemon) closeUserSocket() {
+	if d.userServer != nil {
+		d.userServer.Close()
+	}
+}
+
 // userProjectConfig confines a per-user socket user: a restricted project
 // (so the restricted.* defaults block privilege, nesting, low-level keys and
 // device passthrough), ID maps limited to the user's own uid and gid, and

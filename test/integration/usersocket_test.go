@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -63,7 +64,7 @@ func TestUserSocketConfinement(t *testing.T) {
 
 	fi, err := os.Stat(d.Dir + "/user/unix.socket")
 	if err != nil || fi.Mode().Perm() != 0o660 {
-		t.Fatalf("user socket: %v %v", err, fi)
+		t.Fatalf("user socket: %v %v\n%s", err, fi, d.Logs())
 	}
 	// Outside the group: no connection at all.
 	if _, err := userCall(t, d, "65534", "", "GET", "/1.0", ""); err == nil {
@@ -128,5 +129,36 @@ func TestUserSocketConfinement(t *testing.T) {
 	}
 	if env, _ := userCall(t, d, "65534", gid, "GET", "/1.0/operations", ""); env.ErrorCode != 0 {
 		t.Fatalf("a user cannot list its own operations: %q", env.Error)
+	}
+
+	// The real lxc client and moat work over the user socket too.
+	conf, err := os.MkdirTemp("", "moat-userconf-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(conf)
+	_ = os.Chown(conf, 65534, 65534)
+	asUser := func(env []string, args ...string) (string, error) {
+		cmd := exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--groups=" + gid}, args...)...)
+		cmd.Env = append(env, "PATH=/usr/bin:/bin", "HOME="+conf)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	lxcEnv := []string{"LXD_DIR=" + d.Dir + "/user", "LXD_CONF=" + conf}
+	out, err := asUser(lxcEnv, "lxc", "project", "list", "--format=csv")
+	if err != nil || !strings.Contains(out, "user-65534") || strings.Contains(out, "user-65533") || strings.Contains(out, "default,") {
+		t.Fatalf("lxc project list as a user: %v\n%s", err, out)
+	}
+	if out, err := asUser(lxcEnv, "lxc", "config", "set", "user.x", "y"); err == nil {
+		t.Fatalf("lxc config set as a user succeeded: %s", out)
+	}
+	moat := filepath.Join(conf, "moat")
+	if out, err := exec.Command("go", "build", "-o", moat, "../../cmd/moat").CombinedOutput(); err != nil {
+		t.Fatalf("build moat: %v %s", err, out)
+	}
+	_ = os.Chmod(moat, 0o755)
+	out, err = asUser([]string{"MOAT_DIR=" + d.Dir + "/user", "MOAT_CONF=" + conf}, moat, "project", "list", "--format", "csv")
+	if err != nil || !strings.Contains(out, "user-65534") || strings.Contains(out, "user-65533") {
+		t.Fatalf("moat project list as a user: %v\n%s", err, out)
 	}
 }
