@@ -34,22 +34,42 @@ var Instance = NewSchema("instance", map[string]Key{
 	"limits.memory":              {Validate: LimitsMemory},
 	"limits.memory.enforce":      {Default: "hard", Validate: OneOf("hard", "soft")},
 	"limits.processes":           {Validate: limitsProcesses},
-	"boot.autostart":             {Validate: Bool},
-	"boot.autostart.delay":       {Validate: Uint(1 << 20)},
-	"boot.autostart.priority":    {Validate: Uint(1 << 20)},
-	"boot.host_shutdown_timeout": {Validate: Uint(1 << 20)},
-	"boot.stop.priority":         {Validate: Uint(1 << 20)},
-	"volatile.base_image":        {},
-	"volatile.uuid":              {},
-	"volatile.idmap.base":        {},
-	"volatile.idmap.current":     {},
-	"volatile.idmap.next":        {},
-	"volatile.last_state.idmap":  {},
-	"volatile.last_state.power":  {},
+	"security.protection.delete": {Default: "false", Validate: Bool},
+	// Moat never offers /dev/lxd to containers and always applies its
+	// syscall deny list; these keys exist so hardening profiles written
+	// for LXD apply unchanged, and refuse the values Moat cannot honour.
+	"security.devlxd":                {Default: "false", Validate: fixedValue("false", "Moat does not provide /dev/lxd to containers")},
+	"security.syscalls.deny_default": {Default: "true", Validate: fixedValue("true", "the default syscall deny list is always applied")},
+	"boot.autostart":                 {Validate: Bool},
+	"boot.autostart.delay":           {Validate: Uint(1 << 20)},
+	"boot.autostart.priority":        {Validate: Uint(1 << 20)},
+	"boot.host_shutdown_timeout":     {Validate: Uint(1 << 20)},
+	"boot.stop.priority":             {Validate: Uint(1 << 20)},
+	"volatile.base_image":            {},
+	"volatile.uuid":                  {},
+	"volatile.idmap.base":            {},
+	"volatile.idmap.current":         {},
+	"volatile.idmap.next":            {},
+	"volatile.last_state.idmap":      {},
+	"volatile.last_state.power":      {},
 })
 
 func init() {
 	Instance.freeform = append(Instance.freeform, "user.", "environment.", "image.")
+}
+
+// fixedValue accepts only the boolean want; why says why nothing else is.
+func fixedValue(want, why string) func(string) error {
+	return func(v string) error {
+		b, ok := ParseBool(v)
+		if !ok {
+			return errors.New("must be a boolean (true or false)")
+		}
+		if strconv.FormatBool(b) != want {
+			return errors.New(why)
+		}
+		return nil
+	}
 }
 
 // IsVolatile reports keys only the daemon sets.

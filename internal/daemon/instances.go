@@ -999,6 +999,9 @@ func (d *Daemon) deleteInstance(r *route.Request) response.Response {
 	if err != nil {
 		return response.Error(err)
 	}
+	if config.IsTrue(l.EC["security.protection.delete"]) {
+		return response.Error(errdefs.Invalidf("Instance %q is protected from deletion (security.protection.delete=true)", name))
+	}
 	if st, _ := d.state(l); st != nil && st.Status != "Stopped" && !force {
 		return response.Error(errdefs.Invalidf("Instance is running: stop it first or use force"))
 	}

@@ -146,3 +146,38 @@ func TestProjectLimits(t *testing.T) {
 		t.Fatalf("limit below usage: %d %q", r.Status, r.Body.Error)
 	}
 }
+
+// TestHardenedProfile applies the hardening guide's profile (in the keys
+// Moat implements) and checks deletion protection and the refused values.
+func TestHardenedProfile(t *testing.T) {
+	d, _ := withImage(t)
+	hardened := map[string]string{
+		"boot.autostart": "false", "limits.cpu": "1", "limits.memory": "256MiB", "limits.processes": "500",
+		"security.devlxd": "false", "security.idmap.isolated": "true", "security.nesting": "false",
+		"security.privileged": "false", "security.protection.delete": "true", "security.syscalls.deny_default": "true",
+	}
+	if r := d.Do("POST", "/1.0/profiles", map[string]any{"name": "hardened1", "config": hardened}); r.Status != 201 {
+		t.Fatalf("hardened1 profile: %d %s", r.Status, r.Raw)
+	}
+	mustSucceed(t, d, d.Do("POST", "/1.0/instances", map[string]any{"name": "h1", "profiles": []string{"default", "hardened1"},
+		"source": map[string]string{"type": "image", "alias": "bb"}}))
+	if r := d.Do("DELETE", "/1.0/instances/h1", nil); r.Status != 400 || !strings.Contains(r.Body.Error, "security.protection.delete") {
+		t.Fatalf("deleting a protected instance: %d %q", r.Status, r.Body.Error)
+	}
+	for k, v := range map[string]string{"security.devlxd": "true", "security.syscalls.deny_default": "false"} {
+		if r := d.Do("PATCH", "/1.0/profiles/hardened1", map[string]any{"config": map[string]string{k: v}}); r.Status != 400 || !strings.Contains(r.Body.Error, k) {
+			t.Errorf("%s=%s: %d %q", k, v, r.Status, r.Body.Error)
+		}
+	}
+	mustSucceedOrSync(t, d, d.Do("PATCH", "/1.0/profiles/hardened1", map[string]any{"config": map[string]string{"security.protection.delete": "false"}}))
+	mustSucceedOrSync(t, d, d.Do("DELETE", "/1.0/instances/h1", nil))
+}
+
+// mustSucceedOrSync accepts a sync success or a successful operation.
+func mustSucceedOrSync(t *testing.T, d *testdaemon.Daemon, r testdaemon.Result) {
+	t.Helper()
+	if r.Status == 200 {
+		return
+	}
+	mustSucceed(t, d, r)
+}
