@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -37,6 +38,10 @@ func (a *app) run(ctx context.Context, args []string) int {
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
+		var exit *exitCodeError
+		if errors.As(err, &exit) {
+			return exit.code
+		}
 		fmt.Fprintf(a.stderr, "Error: %v\n", err)
 		return 1
 	}
@@ -68,6 +73,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.queryCommand(),
 		a.remoteCommand(),
 	)
+	a.addInstanceCommands(root)
 	return root
 }
 

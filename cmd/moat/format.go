@@ -58,10 +58,13 @@ func (a *app) printList(format string, l list) error {
 
 // writeTable draws lxc's bordered table, with a rule between rows.
 func writeTable(w io.Writer, header []string, rows [][]string) error {
+	// A cell may hold several lines (lxc lists one address per line).
 	width := make([]int, len(header))
 	for _, r := range append([][]string{header}, rows...) {
 		for i, cell := range r {
-			width[i] = max(width[i], utf8.RuneCountInString(cell))
+			for _, l := range strings.Split(cell, "\n") {
+				width[i] = max(width[i], utf8.RuneCountInString(l))
+			}
 		}
 	}
 	var b strings.Builder
@@ -73,11 +76,23 @@ func writeTable(w io.Writer, header []string, rows [][]string) error {
 		b.WriteString("\n")
 	}
 	line := func(r []string) {
-		b.WriteString("|")
-		for i, n := range width {
-			b.WriteString(" " + r[i] + strings.Repeat(" ", n-utf8.RuneCountInString(r[i])) + " |")
+		cells := make([][]string, len(r))
+		height := 1
+		for i, cell := range r {
+			cells[i] = strings.Split(cell, "\n")
+			height = max(height, len(cells[i]))
 		}
-		b.WriteString("\n")
+		for h := 0; h < height; h++ {
+			b.WriteString("|")
+			for i, n := range width {
+				var part string
+				if h < len(cells[i]) {
+					part = cells[i][h]
+				}
+				b.WriteString(" " + part + strings.Repeat(" ", n-utf8.RuneCountInString(part)) + " |")
+			}
+			b.WriteString("\n")
+		}
 	}
 	rule()
 	line(header)
