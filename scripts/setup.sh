@@ -37,8 +37,9 @@ if ! api "http://moat/1.0/images/aliases/busybox" >/dev/null 2>&1; then
 	go build -o bin/moat-mkimage ./cmd/moat-mkimage
 	IMG="$STATE_DIR/busybox.tar.gz"
 	FP=$(./bin/moat-mkimage -o "$IMG")
-	api -X POST -H 'Content-Type: application/octet-stream' --data-binary @"$IMG" "http://moat/1.0/images" >/dev/null
-	sleep 0.2
+	OP=$(api -X POST -H 'Content-Type: application/octet-stream' --data-binary @"$IMG" "http://moat/1.0/images" |
+		sed -n 's/.*"operation":"\([^"]*\)".*/\1/p')
+	api "http://moat$OP/wait?timeout=60" | grep -q '"status":"Success"' || { echo "image import failed" >&2; exit 1; }
 	api -X POST -d "{\"name\":\"busybox\",\"target\":\"$FP\"}" "http://moat/1.0/images/aliases" >/dev/null
 	echo "Imported the busybox test image as 'busybox' ($FP)."
 fi
