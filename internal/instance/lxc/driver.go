@@ -21,8 +21,9 @@ type Container struct {
 	spec Spec
 	cg   *cgroups
 
-	mu  sync.Mutex
-	lxc *lxc.Container // loaded from the config written by the last Start
+	mu   sync.Mutex
+	lxc  *lxc.Container // loaded from the config written by the last Start
+	live *liveInfo      // this run's init pidfd and cgroups; nil if unknown
 }
 
 // New validates spec and returns a handle. It does no I/O beyond reading
@@ -54,6 +55,9 @@ func (c *Container) handle() (*lxc.Container, error) {
 func (c *Container) running() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.live != nil && c.live.alive() {
+		return true
+	}
 	l, err := c.handle()
 	return err == nil && l.Running()
 }
@@ -66,6 +70,7 @@ func (c *Container) Start() error {
 	if l, err := c.handle(); err == nil && l.Running() {
 		return ErrRunning
 	}
+	c.forgetLive()
 	if err := c.writeDir(); err != nil {
 		return err
 	}
@@ -206,6 +211,7 @@ func (c *Container) Delete() error {
 	if l, err := c.handle(); err == nil && l.Running() {
 		return ErrRunning
 	}
+	c.forgetLive()
 	c.release()
 	if err := os.RemoveAll(c.spec.dir()); err != nil {
 		return err

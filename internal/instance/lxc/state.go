@@ -1,10 +1,13 @@
 package lxcdriver
 
 import (
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	lxc "github.com/lxc/go-lxc"
+	"golang.org/x/sys/unix"
 )
 
 // Status uses LXD's names.
@@ -26,12 +29,160 @@ type State struct {
 	CPUUsage    int64 // nanoseconds of CPU time consumed
 }
 
+// liveInfo is what State needs of a running container, learned from its
+// monitor once per run: a pidfd of init (liveness without a round trip to
+// the monitor, and immune to pid reuse) and the payload cgroup directory
+// in every hierarchy. Reading usage straight from those directories
+// replaces five command-socket round trips per State with a few reads.
+type liveInfo struct {
+	pidfd *os.File
+	pid   int
+	dirs  []string // payload cgroup dir per cg.hier entry; "" if unknown
+}
+
+// alive reports whether init still runs: a pidfd polls readable once its
+// process has exited.
+func (li *liveInfo) alive() bool {
+	fds := []unix.PollFd{{Fd: int32(li.pidfd.Fd()), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n == 0
+	}
+}
+
+// forgetLive drops the cached run information (start, stop, delete).
+func (c *Container) forgetLive() {
+	if c.live != nil {
+		c.live.pidfd.Close()
+		c.live = nil
+	}
+}
+
+// learnLive asks the monitor for init's pidfd and finds init's payload
+// cgroups. It returns nil if anything is missing; State then keeps using
+// liblxc.
+func (c *Container) learnLive(l *lxc.Container) *liveInfo {
+	pidfd, err := l.InitPidFd()
+	if err != nil {
+		return nil
+	}
+	li := &liveInfo{pidfd: pidfd, pid: l.InitPid()}
+	ok := li.pid > 0 && c.findPayload(li)
+	// The pid was read after the pidfd was taken: if init is still alive
+	// now, the pid (and the cgroup file read for it) was init's.
+	if !ok || !li.alive() {
+		pidfd.Close()
+		return nil
+	}
+	return li
+}
+
+// findPayload fills li.dirs from /proc/PID/cgroup: each path is cut after
+// its lxc.payload.NAME component (NAME-N when liblxc had to pick another
+// name), so processes moved into sub-cgroups are still counted as a whole.
+func (c *Container) findPayload(li *liveInfo) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(li.pid) + "/cgroup")
+	if err != nil {
+		return false
+	}
+	paths := map[string]string{} // controller, or "" for the unified tree -> path
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		p, ok := payloadPrefix(f[2], c.spec.Name)
+		if !ok {
+			continue
+		}
+		if f[1] == "" {
+			paths[""] = p
+		}
+		for _, ctrl := range strings.Split(f[1], ",") {
+			paths[ctrl] = p
+		}
+	}
+	li.dirs = make([]string, len(c.cg.hier))
+	for i, h := range c.cg.hier {
+		key := ""
+		if !h.unified {
+			key = h.controllers[0]
+		}
+		if p, ok := paths[key]; ok {
+			li.dirs[i] = filepath.Join(h.mount, p)
+		}
+	}
+	return true
+}
+
+// payloadPrefix cuts a cgroup path after its lxc.payload.NAME[-N]
+// component.
+func payloadPrefix(path, name string) (string, bool) {
+	parts := strings.Split(path, "/")
+	for i, p := range parts {
+		rest, ok := strings.CutPrefix(p, "lxc.payload."+name)
+		if !ok {
+			continue
+		}
+		if n, isIdx := strings.CutPrefix(rest, "-"); rest == "" || (isIdx && n != "" && strings.Trim(n, "0123456789") == "") {
+			return strings.Join(parts[:i+1], "/"), true
+		}
+	}
+	return "", false
+}
+
+// dir is the payload cgroup directory holding ctrl's files, "" if unknown.
+func (li *liveInfo) dir(cg *cgroups, ctrl string) string {
+	v, err := cg.version(ctrl)
+	if err != nil {
+		return ""
+	}
+	for i, h := range cg.hier {
+		if (v == 2 && h.unified) || (v == 1 && !h.unified && containsString(h.controllers, ctrl)) {
+			return li.dirs[i]
+		}
+	}
+	return ""
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (li *liveInfo) read(cg *cgroups, ctrl, file string) (string, bool) {
+	d := li.dir(cg, ctrl)
+	if d == "" {
+		return "", false
+	}
+	b, err := os.ReadFile(filepath.Join(d, file))
+	if err != nil {
+		return "", false
+	}
+	return strings.TrimSpace(string(b)), true
+}
+
 // State reports status and, for a running container, resource usage.
 // Usage counters that cannot be read are reported as -1 rather than
 // failing the whole call: a listing must not break on one cgroup file.
 func (c *Container) State() (State, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.live != nil {
+		if c.live.alive() {
+			if st, ok := c.fastState(); ok {
+				return st, nil
+			}
+		}
+		c.forgetLive()
+	}
 	l, err := c.handle()
 	if err != nil {
 		return State{}, err
@@ -42,7 +193,10 @@ func (c *Container) State() (State, error) {
 		return State{Status: StatusStopped}, nil
 	case lxc.FROZEN, lxc.FREEZING:
 		st.Status = StatusFrozen
-	case lxc.RUNNING, lxc.THAWED, lxc.STARTING, lxc.STOPPING:
+	case lxc.RUNNING, lxc.THAWED:
+		st.Status = StatusRunning
+		c.live = c.learnLive(l)
+	case lxc.STARTING, lxc.STOPPING:
 		st.Status = StatusRunning
 	default:
 		st.Status = StatusError
@@ -52,6 +206,80 @@ func (c *Container) State() (State, error) {
 	st.MemoryUsage = c.readInt(l, "memory", "memory.usage_in_bytes", "memory.current")
 	st.CPUUsage = c.cpuUsage(l)
 	return st, nil
+}
+
+// fastState is State from the cached pidfd and cgroup directories. The
+// freezer state decides between Running and Frozen, as liblxc does.
+func (c *Container) fastState() (State, bool) {
+	li := c.live
+	st := State{Status: StatusRunning, PID: li.pid}
+	v, err := c.cg.version("freezer")
+	switch {
+	case err == nil && v == 1:
+		s, ok := li.read(c.cg, "freezer", "freezer.state")
+		if !ok {
+			return State{}, false
+		}
+		if s == "FROZEN" || s == "FREEZING" {
+			st.Status = StatusFrozen
+		}
+	default: // the v2 freezer is part of the unified tree's core
+		s, ok := li.readUnified(c.cg, "cgroup.freeze")
+		if !ok {
+			return State{}, false
+		}
+		if s == "1" {
+			st.Status = StatusFrozen
+		}
+	}
+	st.Processes = li.readInt(c.cg, "pids", "pids.current", "pids.current")
+	st.MemoryUsage = li.readInt(c.cg, "memory", "memory.usage_in_bytes", "memory.current")
+	st.CPUUsage = -1
+	if v, err := c.cg.version("cpuacct"); err == nil && v == 1 {
+		st.CPUUsage = li.readInt(c.cg, "cpuacct", "cpuacct.usage", "")
+	} else if s, ok := li.read(c.cg, "cpu", "cpu.stat"); ok {
+		for _, line := range strings.Split(s, "\n") {
+			if us, ok := strings.CutPrefix(line, "usage_usec "); ok {
+				if n, err := strconv.ParseInt(us, 10, 64); err == nil {
+					st.CPUUsage = n * 1000
+				}
+			}
+		}
+	}
+	return st, true
+}
+
+func (li *liveInfo) readUnified(cg *cgroups, file string) (string, bool) {
+	for i, h := range cg.hier {
+		if h.unified && li.dirs[i] != "" {
+			b, err := os.ReadFile(filepath.Join(li.dirs[i], file))
+			if err != nil {
+				return "", false
+			}
+			return strings.TrimSpace(string(b)), true
+		}
+	}
+	return "", false
+}
+
+func (li *liveInfo) readInt(cg *cgroups, ctrl, v1file, v2file string) int64 {
+	v, err := cg.version(ctrl)
+	if err != nil {
+		return -1
+	}
+	file := v1file
+	if v == 2 {
+		file = v2file
+	}
+	s, ok := li.read(cg, ctrl, file)
+	if !ok {
+		return -1
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 func (c *Container) readInt(l *lxc.Container, ctrl, v1file, v2file string) int64 {

@@ -38,6 +38,7 @@ func (c *Container) Stop(force bool, timeout time.Duration) error {
 	if err != nil && l.Running() {
 		return fmt.Errorf("stopping %s: %w", c.spec.Name, err)
 	}
+	c.forgetLive()
 	// The monitor removes the payload cgroup and exits after reporting
 	// STOPPED; only then can its own cgroup go.
 	waitExit(monitors, 10*time.Second)
