@@ -109,19 +109,14 @@ func (d *Daemon) getCertificates(r *route.Request) response.Response {
 	if err != nil {
 		return response.Error(err)
 	}
-	urls := []string{}
-	objs := []api.Certificate{}
+	var objs []api.Certificate
 	for _, c := range list {
 		if authz.Authorize(r.Identity, authz.CanView, authz.Entity{Type: authz.Certificate, Name: c.Fingerprint}) != nil {
 			continue
 		}
-		urls = append(urls, "/1.0/certificates/"+c.Fingerprint)
 		objs = append(objs, certificateAPI(c))
 	}
-	if r.Recursion() > 0 {
-		return response.Sync(objs, nil)
-	}
-	return response.Sync(urls, nil)
+	return response.List(r.Recursion() > 0, objs, func(c api.Certificate) string { return "/1.0/certificates/" + c.Fingerprint })
 }
 
 func (d *Daemon) getCertificate(r *route.Request) response.Response {

@@ -115,14 +115,7 @@ func (d *Daemon) getProfiles(r *route.Request) response.Response {
 	if err != nil {
 		return response.Error(err)
 	}
-	if r.Recursion() > 0 {
-		return response.Sync(out, nil)
-	}
-	urls := []string{}
-	for _, f := range out {
-		urls = append(urls, profileURL(pp, f.Name))
-	}
-	return response.Sync(urls, nil)
+	return response.List(r.Recursion() > 0, out, func(f api.Profile) string { return profileURL(pp, f.Name) })
 }
 
 func (d *Daemon) getProfile(r *route.Request) response.Response {

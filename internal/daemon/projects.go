@@ -60,17 +60,7 @@ func (d *Daemon) getProjects(r *route.Request) response.Response {
 	if err != nil {
 		return response.Error(err)
 	}
-	if r.Recursion() > 0 {
-		if out == nil {
-			out = []api.Project{}
-		}
-		return response.Sync(out, nil)
-	}
-	urls := make([]string, 0, len(out))
-	for _, p := range out {
-		urls = append(urls, projectURL(p.Name))
-	}
-	return response.Sync(urls, nil)
+	return response.List(r.Recursion() > 0, out, func(p api.Project) string { return projectURL(p.Name) })
 }
 
 func (d *Daemon) getProject(r *route.Request) response.Response {

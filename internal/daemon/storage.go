@@ -80,17 +80,7 @@ func (d *Daemon) getStoragePools(r *route.Request) response.Response {
 	if err != nil {
 		return response.Error(err)
 	}
-	if r.Recursion() > 0 {
-		if out == nil {
-			out = []api.StoragePool{}
-		}
-		return response.Sync(out, nil)
-	}
-	urls := []string{}
-	for _, p := range out {
-		urls = append(urls, storagePoolURL(p.Name))
-	}
-	return response.Sync(urls, nil)
+	return response.List(r.Recursion() > 0, out, func(p api.StoragePool) string { return storagePoolURL(p.Name) })
 }
 
 func (d *Daemon) getStoragePool(r *route.Request) response.Response {

@@ -143,3 +143,19 @@ func ETag(v any) (string, error) {
 	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:]), nil
 }
+
+// List answers a collection GET the LXD way: the objects themselves with
+// recursion, their URLs without; an empty collection is [], never null.
+func List[T any](recursive bool, objects []T, url func(T) string) Response {
+	if recursive {
+		if objects == nil {
+			objects = []T{}
+		}
+		return Sync(objects, nil)
+	}
+	urls := make([]string, 0, len(objects))
+	for _, o := range objects {
+		urls = append(urls, url(o))
+	}
+	return Sync(urls, nil)
+}
