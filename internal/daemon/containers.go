@@ -200,9 +200,8 @@ func init() {
 		"instance_create_start",
 		"instance_all_projects",
 		"instance_force_delete",
-		// ?filter= is accepted; filtering is left to the client (which
-		// filters again anyway), so results are a superset.
-		"api_filtering",
+		// Not api_filtering: ?filter= is not evaluated, and without the
+		// extension clients filter by themselves, correctly.
 	)
 }
 
