@@ -201,7 +201,13 @@ func recvStream(ctx context.Context, conn *websocket.Conn, w io.Writer) {
 	}
 	for {
 		typ, data, err := conn.Read(ctx)
-		if err != nil || typ == websocket.MessageText {
+		if err != nil {
+			return
+		}
+		if typ == websocket.MessageText {
+			// End of stream. Keep reading in the background so the
+			// server's close handshake is answered at once.
+			conn.CloseRead(ctx)
 			return
 		}
 		if _, err := w.Write(data); err != nil {
