@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/moat/moat/client"
 )
 
 // localRemote is the daemon on this machine's admin socket; the other
@@ -131,6 +133,16 @@ func (a *app) remoteArg(args []string) (string, []string, error) {
 		return remote, args[1:], a.checkRemote(remote)
 	}
 	return a.defaultRemote(), args, nil
+}
+
+// connectArg connects to the remote named by an optional "remote:" first
+// argument, or to the default remote.
+func (a *app) connectArg(args []string) (*client.Client, error) {
+	remote, _, err := a.remoteArg(args)
+	if err != nil {
+		return nil, err
+	}
+	return a.connect(remote)
 }
 
 func (a *app) defaultRemote() string {

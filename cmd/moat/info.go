@@ -23,11 +23,7 @@ func (a *app) infoCommand() *cobra.Command {
 				}
 				return a.printInstanceInfo(c, in)
 			}
-			remote, _, err := a.remoteArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := a.connect(remote)
+			c, err := a.connectArg(args)
 			if err != nil {
 				return err
 			}

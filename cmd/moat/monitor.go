@@ -20,11 +20,7 @@ func (a *app) monitorCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "monitor [remote:]", Short: "Print the server's events as they happen", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, _, err := a.remoteArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := a.connect(remote)
+			c, err := a.connectArg(args)
 			if err != nil {
 				return err
 			}

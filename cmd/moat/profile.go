@@ -26,11 +26,7 @@ func (a *app) profileCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list [remote:]", Aliases: []string{"ls"}, Short: "List profiles", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, _, err := a.remoteArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := a.connect(remote)
+			c, err := a.connectArg(args)
 			if err != nil {
 				return err
 			}

@@ -16,11 +16,7 @@ func (a *app) storageCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list [remote:]", Aliases: []string{"ls"}, Short: "List storage pools", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, _, err := a.remoteArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := a.connect(remote)
+			c, err := a.connectArg(args)
 			if err != nil {
 				return err
 			}
