@@ -28,6 +28,32 @@ func BenchmarkTrustTokenRedeem(b *testing.B) {
 	}
 }
 
+// BenchmarkTrustTokenRedeemPOST measures the redemption request alone, the
+// way lxc remote add makes it: the new client has already connected (its
+// untrusted GET /1.0), and POST /1.0/certificates goes over that
+// connection. The handshake is measured by BenchmarkTrustTLSHandshake.
+func BenchmarkTrustTokenRedeemPOST(b *testing.B) {
+	d := testdaemon.Start(b)
+	base, _ := listenHTTPS(b, d)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		tok, _ := newToken(b, d, map[string]any{"name": "bench"})
+		c := clientCert(b)
+		cl := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{c}}}}
+		if auth, _ := authOf(b, cl, base); auth != "untrusted" {
+			b.Fatalf("new client is %q before redeeming", auth)
+		}
+		b.StartTimer()
+		r := testdaemon.DoWith(b, cl, "POST", base+"/1.0/certificates", map[string]any{"trust_token": tok}, nil)
+		if r.Status != 201 {
+			b.Fatalf("redeem: %d %s", r.Status, r.Raw)
+		}
+		b.StopTimer()
+		cl.CloseIdleConnections()
+		b.StartTimer()
+	}
+}
+
 // BenchmarkTrustGET10 measures GET /1.0 over TLS by a trusted client on a
 // kept-alive connection.
 func BenchmarkTrustGET10(b *testing.B) {
