@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/moat/moat/internal/config"
 	"github.com/moat/moat/internal/errdefs"
@@ -26,6 +27,7 @@ import (
 type containers struct {
 	images  *image.Store
 	pool    *storage.Dir
+	spares  *storage.Spares
 	lxcPath string
 	tag     string
 	host    idmap.Host
@@ -113,6 +115,18 @@ func (d *Daemon) initContainers(ctx context.Context) error {
 	}
 	if c.pool, err = storage.OpenDir("default", poolPath); err != nil {
 		return fmt.Errorf("storage pool: %w", err)
+	}
+	// Spares (pre-copied image rootfs, storage/spares.go) for the images
+	// used within the last SpareTTL; OpenDir removed the old ones.
+	c.spares = c.pool.StartSpares(c.images.Rootfs, func(msg string, args ...any) { d.log.Warn(msg, args...) })
+	for _, m := range images {
+		last := m.LastUsedAt
+		if m.UploadedAt.After(last) {
+			last = m.UploadedAt
+		}
+		if time.Since(last) < storage.SpareTTL {
+			c.spares.Use(m.Fingerprint, last)
+		}
 	}
 	known := map[string]bool{}
 	for _, in := range instances {

@@ -242,6 +242,7 @@ func (d *Daemon) createImage(r *route.Request) response.Response {
 		}
 		return response.Error(err)
 	}
+	d.ct.spares.Use(imp.Fingerprint, now)
 	requestor := r.Identity.Requestor()
 	d.bus.Lifecycle("image-created", imageURL(project, imp.Fingerprint), project, requestor, nil)
 	op, err := d.ops.Create(operation.Args{
@@ -288,6 +289,11 @@ func (d *Daemon) pruneImage(fp string) {
 		return err
 	})
 	if n == 0 {
+		// Spares first: a spare copy running now is dropped, not
+		// renamed into place after the image files are gone.
+		if err := d.ct.spares.Forget(fp); err != nil {
+			d.log.Warn("removing the spare rootfs of an image", "image", fp, "err", err)
+		}
 		_ = d.ct.images.Remove(fp)
 	}
 }

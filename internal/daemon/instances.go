@@ -511,6 +511,9 @@ func (d *Daemon) createInstance(r *route.Request) response.Response {
 		Class: api.OperationClassTask, Description: "Creating instance", Project: project,
 		Resources: map[string][]string{"instances": {instanceURL(project, req.Name)}}, Creator: r.Identity,
 		Run: func(ctx context.Context, _ *operation.Operation) error {
+			// Refill the image's spare once this create (and start) is
+			// done, not concurrently with it.
+			defer d.ct.spares.Use(img.Fingerprint, time.Now())
 			if err := d.doCreate(r, prepare, &l, &img); err != nil {
 				return err
 			}
@@ -555,8 +558,12 @@ func (d *Daemon) doCreate(r *route.Request, prepare func(*store.Tx) error, l *lo
 	set, _ := idmap.ParseJSON(l.Config["volatile.idmap.next"])
 	uid, gid := instance.RootOwner(set)
 	lxcName := d.ct.lxcName(l.Project, l.Name)
-	if err := d.ct.pool.CreateContainer(lxcName, d.ct.images.Rootfs(img.Fingerprint), uid, gid); err != nil {
-		return err
+	// A spare (a copy of the image made ahead, storage/spares.go) is one
+	// rename; without one, copy the image now.
+	if !d.ct.spares.Take(img.Fingerprint, lxcName, uid, gid) {
+		if err := d.ct.pool.CreateContainer(lxcName, d.ct.images.Rootfs(img.Fingerprint), uid, gid); err != nil {
+			return err
+		}
 	}
 	now := time.Now().UTC()
 	l.CreatedAt = now

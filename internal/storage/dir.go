@@ -26,7 +26,8 @@ type Dir struct {
 }
 
 // OpenDir creates (if needed) the pool's directories and removes the
-// staging directories of creates that a crash interrupted.
+// staging directories of creates that a crash interrupted, and every
+// spare rootfs (see spares.go).
 func OpenDir(name, path string) (*Dir, error) {
 	p := &Dir{Name: name, Path: path}
 	for _, d := range []string{path, p.containers()} {
@@ -43,6 +44,9 @@ func OpenDir(name, path string) (*Dir, error) {
 	stale, _ := filepath.Glob(filepath.Join(p.containers(), ".tmp-*"))
 	for _, s := range stale {
 		_ = removeAll(s)
+	}
+	if err := p.openSpares(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -144,11 +148,20 @@ func removeAll(p string) error { return os.RemoveAll(p) }
 // CopyTree copies a directory tree, keeping owners, modes (setuid
 // included) and symlinks, never following a symlink. Hard links inside the
 // tree are kept as hard links.
-func CopyTree(src, dst string) error {
+func CopyTree(src, dst string) error { return copyTree(src, dst, nil) }
+
+var errCanceled = errors.New("copy canceled")
+
+// copyTree is CopyTree; it stops with an error once canceled (if not
+// nil) reports true.
+func copyTree(src, dst string, canceled func() bool) error {
 	links := map[[2]uint64]string{}
 	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if canceled != nil && canceled() {
+			return errCanceled
 		}
 		rel, err := filepath.Rel(src, path)
 		if err != nil {
