@@ -7,51 +7,20 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/moat/moat/api"
+	"github.com/moat/moat/internal/testdaemon"
 	"github.com/moat/moat/internal/testimage"
 )
-
-var (
-	imageOnce sync.Once
-	imagePath string
-	imageFP   string
-	imageErr  error
-)
-
-// busyboxImage builds the busybox unified tarball once per test binary.
-func busyboxImage(t *testing.T) (string, string) {
-	t.Helper()
-	if _, err := os.Stat(testimage.Busybox); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("busybox-static is required (CI=true forbids skipping)")
-		}
-		t.Skip("busybox-static is not installed")
-	}
-	imageOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "moat-cli-img-")
-		if err != nil {
-			imageErr = err
-			return
-		}
-		imagePath = filepath.Join(dir, "busybox.tar.gz")
-		imageFP, imageErr = testimage.BuildImage(imagePath)
-	})
-	if imageErr != nil {
-		t.Fatal(imageErr)
-	}
-	return imagePath, imageFP
-}
 
 // imageCLI starts a daemon, imports the busybox image as "bb" with the
 // CLI, and deletes every instance left at the end of the test.
 func imageCLI(t *testing.T) (*cli, string) {
 	t.Helper()
-	path, fp := busyboxImage(t)
+	path, fp := testdaemon.BusyboxImage(t)
 	c := newCLI(t)
 	out, errOut, code := c.run("image", "import", path, "--alias", "bb")
 	if code != 0 {
@@ -136,6 +105,7 @@ func TestImageImportAliasesAndList(t *testing.T) {
 	}
 	c.errs("not found", "image", "show", "nosuchimage")
 	// Importing the same image again is refused by the server.
+	imagePath, _ := testdaemon.BusyboxImage(t)
 	_, errOut, code := c.run("image", "import", imagePath)
 	if code != 1 || !strings.Contains(errOut, "Error: ") {
 		t.Fatalf("second import: exit %d, stderr %q", code, errOut)

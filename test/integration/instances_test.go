@@ -9,46 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/moat/moat/api"
 	"github.com/moat/moat/internal/testdaemon"
-	"github.com/moat/moat/internal/testimage"
 )
-
-var (
-	imageOnce sync.Once
-	imagePath string
-	imageFP   string
-	imageErr  error
-)
-
-// busyboxImage builds the busybox unified tarball once per test binary.
-func busyboxImage(t testing.TB) (string, string) {
-	t.Helper()
-	if _, err := os.Stat(testimage.Busybox); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("busybox-static is required")
-		}
-		t.Skip("busybox-static is not installed")
-	}
-	imageOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "moat-img-")
-		if err != nil {
-			imageErr = err
-			return
-		}
-		imagePath = filepath.Join(dir, "busybox.tar.gz")
-		imageFP, imageErr = testimage.BuildImage(imagePath)
-	})
-	if imageErr != nil {
-		t.Fatal(imageErr)
-	}
-	return imagePath, imageFP
-}
 
 // wait waits for the operation of an async response and returns it.
 func wait(t testing.TB, d *testdaemon.Daemon, res testdaemon.Result) api.Operation {
@@ -76,7 +43,7 @@ func mustSucceed(t testing.TB, d *testdaemon.Daemon, res testdaemon.Result) api.
 // withImage starts a daemon with the busybox image imported as "bb".
 func withImage(t testing.TB) (*testdaemon.Daemon, string) {
 	t.Helper()
-	path, fp := busyboxImage(t)
+	path, fp := testdaemon.BusyboxImage(t)
 	d := testdaemon.Start(t)
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -407,7 +374,7 @@ func badTarball(t *testing.T, entries []tar.Header, withMeta bool) []byte {
 }
 
 func TestImageUploadsRefused(t *testing.T) {
-	path, _ := busyboxImage(t)
+	path, _ := testdaemon.BusyboxImage(t)
 	d := testdaemon.Start(t)
 	good, _ := os.ReadFile(path)
 	cases := map[string][]byte{
@@ -493,7 +460,7 @@ func TestLifecycleEventsHaveRequestor(t *testing.T) {
 }
 
 func TestLXCClientContainers(t *testing.T) {
-	path, _ := busyboxImage(t)
+	path, _ := testdaemon.BusyboxImage(t)
 	d := testdaemon.Start(t)
 	lxc := newLXC(t, d)
 	lxc.run("image", "import", path, "--alias", "bb")

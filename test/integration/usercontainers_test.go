@@ -38,7 +38,7 @@ func userOp(t *testing.T, d *testdaemon.Daemon, uid, gid, method, path, body str
 func TestUserSocketContainers(t *testing.T) {
 	testdaemon.RequireRoot(t)
 	gid := ensureUserGroup(t)
-	img, _ := busyboxImage(t)
+	img, _ := testdaemon.BusyboxImage(t)
 	// The users upload the image themselves: give them a readable copy.
 	dir, err := os.MkdirTemp("", "moat-userimg-")
 	if err != nil {
