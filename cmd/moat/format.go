@@ -2,15 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/moat/moat/client"
 )
 
 // Output formats of list commands.
@@ -155,4 +159,35 @@ func yesNo(b bool) string {
 		return "YES"
 	}
 	return "NO"
+}
+
+// listCommand builds a "list [remote:]" command: it fetches the objects from
+// the remote, sorts them by key and prints one row for each.
+func listCommand[T any](a *app, short string, header []string,
+	fetch func(context.Context, *client.Client) ([]T, error), key func(T) string, row func(T) []string) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use: "list [remote:]", Aliases: []string{"ls"}, Short: short, Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.connectArg(args)
+			if err != nil {
+				return err
+			}
+			objs, err := fetch(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			if objs == nil {
+				objs = []T{}
+			}
+			slices.SortFunc(objs, func(x, y T) int { return strings.Compare(key(x), key(y)) })
+			l := list{header: header, data: objs}
+			for _, o := range objs {
+				l.rows = append(l.rows, row(o))
+			}
+			return a.printList(format, l)
+		},
+	}
+	addFormatFlag(cmd, &format)
+	return cmd
 }

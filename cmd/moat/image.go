@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -308,33 +309,14 @@ func (a *app) imageAliasRenameCommand() *cobra.Command {
 }
 
 func (a *app) imageAliasListCommand() *cobra.Command {
-	var format string
-	cmd := &cobra.Command{
-		Use: "list [remote:]", Aliases: []string{"ls"}, Short: "List image aliases", Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.connectArg(args)
-			if err != nil {
-				return err
+	return listCommand(a, "List image aliases", []string{"ALIAS", "FINGERPRINT", "TYPE", "DESCRIPTION"},
+		func(ctx context.Context, c *client.Client) ([]api.ImageAlias, error) { return c.GetImageAliases(ctx) },
+		func(al api.ImageAlias) string { return al.Name },
+		func(al api.ImageAlias) []string {
+			typ := strings.ToUpper(al.Type)
+			if typ == "" {
+				typ = "CONTAINER"
 			}
-			aliases, err := c.GetImageAliases(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if aliases == nil {
-				aliases = []api.ImageAlias{}
-			}
-			slices.SortFunc(aliases, func(x, y api.ImageAlias) int { return strings.Compare(x.Name, y.Name) })
-			l := list{header: []string{"ALIAS", "FINGERPRINT", "TYPE", "DESCRIPTION"}, data: aliases}
-			for _, al := range aliases {
-				typ := strings.ToUpper(al.Type)
-				if typ == "" {
-					typ = "CONTAINER"
-				}
-				l.rows = append(l.rows, []string{al.Name, shortFP(al.Target), typ, al.Description})
-			}
-			return a.printList(format, l)
-		},
-	}
-	addFormatFlag(cmd, &format)
-	return cmd
+			return []string{al.Name, shortFP(al.Target), typ, al.Description}
+		})
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moat/moat/api"
+	"github.com/moat/moat/client"
 )
 
 func (a *app) profileCommand() *cobra.Command {
@@ -22,30 +22,10 @@ func (a *app) profileCommand() *cobra.Command {
 			return fn(cmd.Context(), t, args[1:])
 		}
 	}
-	var format string
-	list := &cobra.Command{
-		Use: "list [remote:]", Aliases: []string{"ls"}, Short: "List profiles", Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.connectArg(args)
-			if err != nil {
-				return err
-			}
-			ps, err := c.GetProfiles(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if ps == nil {
-				ps = []api.Profile{}
-			}
-			slices.SortFunc(ps, func(x, y api.Profile) int { return strings.Compare(x.Name, y.Name) })
-			l := list{header: []string{"NAME", "DESCRIPTION", "USED BY"}, data: ps}
-			for _, p := range ps {
-				l.rows = append(l.rows, []string{p.Name, p.Description, fmt.Sprint(len(p.UsedBy))})
-			}
-			return a.printList(format, l)
-		},
-	}
-	addFormatFlag(list, &format)
+	list := listCommand(a, "List profiles", []string{"NAME", "DESCRIPTION", "USED BY"},
+		func(ctx context.Context, c *client.Client) ([]api.Profile, error) { return c.GetProfiles(ctx) },
+		func(p api.Profile) string { return p.Name },
+		func(p api.Profile) []string { return []string{p.Name, p.Description, fmt.Sprint(len(p.UsedBy))} })
 	var description string
 	create := &cobra.Command{
 		Use: "create [remote:]PROFILE", Short: "Create a profile", Args: cobra.ExactArgs(1),

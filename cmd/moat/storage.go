@@ -1,41 +1,24 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moat/moat/api"
+	"github.com/moat/moat/client"
 )
 
 func (a *app) storageCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "storage", Short: "Show storage pools"}
-	var format string
-	list := &cobra.Command{
-		Use: "list [remote:]", Aliases: []string{"ls"}, Short: "List storage pools", Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.connectArg(args)
-			if err != nil {
-				return err
-			}
-			pools, err := c.GetStoragePools(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if pools == nil {
-				pools = []api.StoragePool{}
-			}
-			slices.SortFunc(pools, func(x, y api.StoragePool) int { return strings.Compare(x.Name, y.Name) })
-			l := list{header: []string{"NAME", "DRIVER", "SOURCE", "DESCRIPTION", "USED BY", "STATE"}, data: pools}
-			for _, p := range pools {
-				l.rows = append(l.rows, []string{p.Name, p.Driver, p.Config["source"], p.Description, fmt.Sprint(len(p.UsedBy)), strings.ToUpper(p.Status)})
-			}
-			return a.printList(format, l)
-		},
-	}
-	addFormatFlag(list, &format)
+	list := listCommand(a, "List storage pools", []string{"NAME", "DRIVER", "SOURCE", "DESCRIPTION", "USED BY", "STATE"},
+		func(ctx context.Context, c *client.Client) ([]api.StoragePool, error) { return c.GetStoragePools(ctx) },
+		func(p api.StoragePool) string { return p.Name },
+		func(p api.StoragePool) []string {
+			return []string{p.Name, p.Driver, p.Config["source"], p.Description, fmt.Sprint(len(p.UsedBy)), strings.ToUpper(p.Status)}
+		})
 	cmd.AddCommand(list, &cobra.Command{
 		Use: "show [remote:]POOL", Short: "Show a storage pool", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
