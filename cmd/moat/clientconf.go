@@ -145,6 +145,21 @@ func (a *app) connectArg(args []string) (*client.Client, error) {
 	return a.connect(remote)
 }
 
+// connectNamed connects to the remote of a "[remote:]NAME" argument and
+// returns the remote and NAME, which must not be empty (what names the kind
+// of object).
+func (a *app) connectNamed(arg, what string) (c *client.Client, remote, name string, err error) {
+	remote, name, err = a.parseRemote(arg)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if name == "" {
+		return nil, "", "", fmt.Errorf("missing %s name", what)
+	}
+	c, err = a.connect(remote)
+	return c, remote, name, err
+}
+
 func (a *app) defaultRemote() string {
 	if conf, err := a.config(); err == nil && conf.DefaultRemote != "" {
 		return conf.DefaultRemote

@@ -255,11 +255,7 @@ func (a *app) imageAliasCreateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "create [remote:]ALIAS FINGERPRINT", Aliases: []string{"add"}, Short: "Create an image alias", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, name, err := a.parseRemote(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := a.connect(remote)
+			c, _, name, err := a.connectNamed(args[0], "alias")
 			if err != nil {
 				return err
 			}
@@ -278,11 +274,7 @@ func (a *app) imageAliasDeleteCommand() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete [remote:]ALIAS", Aliases: []string{"rm"}, Short: "Delete an image alias", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, name, err := a.parseRemote(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := a.connect(remote)
+			c, _, name, err := a.connectNamed(args[0], "alias")
 			if err != nil {
 				return err
 			}
@@ -295,11 +287,7 @@ func (a *app) imageAliasRenameCommand() *cobra.Command {
 	return &cobra.Command{
 		Use: "rename [remote:]ALIAS NEW", Aliases: []string{"mv"}, Short: "Rename an image alias", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, name, err := a.parseRemote(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := a.connect(remote)
+			c, _, name, err := a.connectNamed(args[0], "alias")
 			if err != nil {
 				return err
 			}

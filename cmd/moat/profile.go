@@ -30,11 +30,7 @@ func (a *app) profileCommand() *cobra.Command {
 	create := &cobra.Command{
 		Use: "create [remote:]PROFILE", Short: "Create a profile", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, name, err := a.parseRemote(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := a.connect(remote)
+			c, _, name, err := a.connectNamed(args[0], "profile")
 			if err != nil {
 				return err
 			}
@@ -54,11 +50,7 @@ func (a *app) profileCommand() *cobra.Command {
 		&cobra.Command{
 			Use: "delete [remote:]PROFILE", Aliases: []string{"rm"}, Short: "Delete an unused profile", Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				remote, name, err := a.parseRemote(args[0])
-				if err != nil {
-					return err
-				}
-				c, err := a.connect(remote)
+				c, _, name, err := a.connectNamed(args[0], "profile")
 				if err != nil {
 					return err
 				}
@@ -88,11 +80,7 @@ func (a *app) profileCommand() *cobra.Command {
 		&cobra.Command{
 			Use: "rename [remote:]PROFILE NEW", Aliases: []string{"mv"}, Short: "Rename a profile", Args: cobra.ExactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				remote, name, err := a.parseRemote(args[0])
-				if err != nil {
-					return err
-				}
-				c, err := a.connect(remote)
+				c, _, name, err := a.connectNamed(args[0], "profile")
 				if err != nil {
 					return err
 				}

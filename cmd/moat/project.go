@@ -22,15 +22,7 @@ func (a *app) projectCommand() *cobra.Command {
 
 // projectArg connects to the remote named in "[remote:]project".
 func (a *app) projectArg(arg string) (c *client.Client, remote, name string, err error) {
-	remote, name, err = a.parseRemote(arg)
-	if err != nil {
-		return nil, "", "", err
-	}
-	if name == "" {
-		return nil, "", "", fmt.Errorf("missing project name")
-	}
-	c, err = a.connect(remote)
-	return c, remote, name, err
+	return a.connectNamed(arg, "project")
 }
 
 func (a *app) projectCreateCommand() *cobra.Command {

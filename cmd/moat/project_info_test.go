@@ -25,3 +25,13 @@ func TestProjectInfo(t *testing.T) {
 	}
 	c.fails(`Project "nope" not found`, "project", "info", "nope")
 }
+
+// TestEmptyNameRefused: "remote:" with no name is refused before anything
+// is sent, for every command that names one object.
+func TestEmptyNameRefused(t *testing.T) {
+	c := newCLI(t)
+	c.fails("missing profile name", "profile", "delete", "local:")
+	c.fails("missing storage pool name", "storage", "show", "local:")
+	c.fails("missing alias name", "image", "alias", "delete", "local:")
+	c.fails("missing project name", "project", "show", "local:")
+}

@@ -22,11 +22,7 @@ func (a *app) storageCommand() *cobra.Command {
 	cmd.AddCommand(list, &cobra.Command{
 		Use: "show [remote:]POOL", Short: "Show a storage pool", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, name, err := a.parseRemote(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := a.connect(remote)
+			c, _, name, err := a.connectNamed(args[0], "storage pool")
 			if err != nil {
 				return err
 			}
