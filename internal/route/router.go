@@ -193,11 +193,8 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, id *identity.
 	// The project gate: a confined caller that names a project it cannot
 	// see learns nothing about it, whichever endpoint it asks (404, as for
 	// a missing one). Project-scoped entities are checked again below.
-	if q.Get("project") != "" && !req.AllProjects && id.Trusted() && !authz.CanViewProject(id, req.Project) {
-		if err := authz.Authorize(id, authz.CanView, authz.Entity{Type: authz.Project, Name: req.Project, Project: req.Project}); err != nil {
-			if rt.Denied != nil {
-				rt.Denied(id, r, authz.CanView, authz.Entity{Type: authz.Project, Name: req.Project, Project: req.Project})
-			}
+	if q.Get("project") != "" && !req.AllProjects && id.Trusted() {
+		if err := rt.authorize(id, r, authz.CanView, authz.Entity{Type: authz.Project, Name: req.Project, Project: req.Project}); err != nil {
 			return response.Error(err), "authz: " + err.Error()
 		}
 	}
@@ -206,10 +203,7 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, id *identity.
 		if act.Entity != nil {
 			ent = act.Entity(req)
 		}
-		if err := authz.Authorize(id, act.Entitlement, ent); err != nil {
-			if rt.Denied != nil {
-				rt.Denied(id, r, act.Entitlement, ent)
-			}
+		if err := rt.authorize(id, r, act.Entitlement, ent); err != nil {
 			return response.Error(err), "authz: " + err.Error()
 		}
 	}
@@ -219,4 +213,13 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, id *identity.
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	return act.Handler(req), ""
+}
+
+// authorize asks authz.Authorize and reports a denial.
+func (rt *Router) authorize(id *identity.Identity, r *http.Request, ent authz.Entitlement, e authz.Entity) error {
+	err := authz.Authorize(id, ent, e)
+	if err != nil && rt.Denied != nil {
+		rt.Denied(id, r, ent, e)
+	}
+	return err
 }
