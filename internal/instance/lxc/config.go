@@ -19,21 +19,6 @@ var capDropAll = []string{"mac_admin", "mac_override", "sys_module", "sys_rawio"
 // reboot of the host, no reading the host's kernel log.
 var capDropPrivileged = []string{"sys_boot", "syslog"}
 
-// seccompPolicy is liblxc's v2 policy format. [all] applies the rules to
-// the native and every compat ABI (i386 and x32 on x86_64), so the 32-bit
-// entry points to the same syscalls are closed as well.
-const seccompPolicy = `2
-denylist
-reject_force_umount
-[all]
-kexec_load errno 38
-kexec_file_load errno 38
-open_by_handle_at errno 1
-init_module errno 38
-finit_module errno 38
-delete_module errno 38
-`
-
 // Device cgroup allow-list: mknod of anything, use of the pseudo devices
 // every system needs, and nothing else. Devices added by the spec are
 // appended to it.

@@ -4,14 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// ExecSpec is a non-interactive command to run in a running container.
-// The instance layer supplies LXD's defaults (PATH, HOME, cwd /root, ...);
-// here an empty Cwd means "/". Nil stdio is /dev/null.
+// ExecSpec is a command to run in a running container. The instance layer
+// supplies LXD's defaults (PATH, HOME, cwd /root, ...); here an empty Cwd
+// means "/". PATH from Env is where the command is looked up.
 type ExecSpec struct {
 	Command []string
 	Env     []string // KEY=value; nothing else is inherited
@@ -19,7 +22,14 @@ type ExecSpec struct {
 	GID     int
 	Cwd     string
 
+	// Stdin, Stdout and Stderr are the command's stdio; nil is /dev/null.
 	Stdin, Stdout, Stderr *os.File
+
+	// Terminal gives the command a new pty of the container's own devpts
+	// instead of the stdio files, of Rows x Cols if both are set; the
+	// Process's Terminal is its master side.
+	Terminal   bool
+	Rows, Cols uint16
 }
 
 // Process is a command started by Exec.
@@ -28,6 +38,7 @@ type Process struct {
 	id      uint64
 	pid     int
 	replies chan execMsg
+	master  *os.File
 
 	once sync.Once
 	code int
@@ -46,17 +57,24 @@ func (c *Container) Exec(spec ExecSpec) (*Process, error) {
 	if spec.Cwd == "" {
 		spec.Cwd = "/"
 	}
-	if !c.running() {
-		return nil, ErrNotRunning
+	capDrop, err := capDrops(c.spec.Privileged)
+	if err != nil {
+		return nil, err
 	}
-	stdio := []*os.File{spec.Stdin, spec.Stdout, spec.Stderr}
-	for i, f := range stdio {
-		if f == nil {
-			null, err := devNull()
-			if err != nil {
-				return nil, err
+	pidfd, procs, err := c.attachTarget()
+	if err != nil {
+		return nil, err
+	}
+	defer pidfd.Close()
+	files := []*os.File{pidfd}
+	if !spec.Terminal {
+		for _, f := range []*os.File{spec.Stdin, spec.Stdout, spec.Stderr} {
+			if f == nil {
+				if f, err = devNull(); err != nil {
+					return nil, err
+				}
 			}
-			stdio[i] = null
+			files = append(files, f)
 		}
 	}
 	cl, err := execServer()
@@ -64,10 +82,11 @@ func (c *Container) Exec(spec ExecSpec) (*Process, error) {
 		return nil, err
 	}
 	id, replies, err := cl.request(execMsg{
-		LXCPath: c.spec.LXCPath, Name: c.spec.Name,
+		Name: c.spec.Name, Privileged: c.spec.Privileged, Cgroups: procs, CapDrop: capDrop,
 		Command: spec.Command, Env: spec.Env, UID: spec.UID, GID: spec.GID, Cwd: spec.Cwd,
-	}, stdio)
-	runtime.KeepAlive(stdio) // the fds must stay open until sent
+		PTY: spec.Terminal, Rows: spec.Rows, Cols: spec.Cols,
+	}, files)
+	runtime.KeepAlive(files) // the fds must stay open until sent
 	if err != nil {
 		return nil, err
 	}
@@ -75,8 +94,50 @@ func (c *Container) Exec(spec ExecSpec) (*Process, error) {
 	if m.Error != "" {
 		return nil, fmt.Errorf("exec: %s", m.Error)
 	}
-	return &Process{cl: cl, id: id, pid: m.PID, replies: replies}, nil
+	if spec.Terminal && m.master == nil {
+		// The server never replies so; it cannot be waited for either.
+		return nil, errors.New("exec: no terminal received")
+	}
+	return &Process{cl: cl, id: id, pid: m.PID, replies: replies, master: m.master}, nil
 }
+
+// attachTarget returns a pidfd of init and the cgroup.procs files of its
+// cgroups, from the run information cached on the handle; only the first
+// exec (or State) of a run asks the monitor.
+func (c *Container) attachTarget() (*os.File, []string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.live != nil && !c.live.alive() {
+		c.forgetLive()
+	}
+	if c.live == nil {
+		l, err := c.handle()
+		if err != nil {
+			return nil, nil, err
+		}
+		if !l.Running() {
+			return nil, nil, ErrNotRunning
+		}
+		if c.live = c.learnLive(l); c.live == nil {
+			return nil, nil, fmt.Errorf("%w: init or its cgroups not found", ErrNotRunning)
+		}
+	}
+	fd, err := unix.FcntlInt(c.live.pidfd.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return nil, nil, err
+	}
+	var procs []string
+	for _, d := range c.live.dirs {
+		if d != "" {
+			procs = append(procs, filepath.Join(d, "cgroup.procs"))
+		}
+	}
+	return os.NewFile(uintptr(fd), "pidfd"), procs, nil
+}
+
+// Terminal is the master side of the command's pty (ExecSpec.Terminal),
+// nil otherwise. The caller owns it and closes it when done.
+func (p *Process) Terminal() *os.File { return p.master }
 
 // PID is the command's pid in the host's pid namespace.
 func (p *Process) PID() int { return p.pid }

@@ -7,37 +7,44 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 
-	lxc "github.com/lxc/go-lxc"
 	"golang.org/x/sys/unix"
 )
 
 // The exec server ("forkexecd") is a long-lived helper serving every Exec
 // of the daemon over one SOCK_SEQPACKET socket. Starting a helper per exec
 // would cost more than the attach itself (a process start is ~2-4 ms on
-// this kind of machine, the attach ~3.5 ms). The server makes liblxc calls
-// from its main loop only, one at a time, so no other thread is inside
-// liblxc when attach forks; its other goroutines only wait for children.
+// this kind of machine). The server attaches from its main loop only, one
+// exec at a time (attach.c); its other goroutines only wait for children.
+// It makes no liblxc calls: each request brings what the attach needs.
 //
 // Requests and replies are one JSON execMsg per packet. An exec request
-// carries the command's stdin, stdout and stderr as SCM_RIGHTS; the
-// server never copies their data. The command's details travel in the
-// packet rather than argv, which is world readable in /proc.
+// carries a pidfd of the container's init and the command's stdin, stdout
+// and stderr as SCM_RIGHTS; the server never copies their data. The
+// command's details travel in the packet rather than argv, which is world
+// readable in /proc. For a terminal the reply to an exec carries the pty's
+// master, opened inside the container.
 
 // execMsg is both request (daemon to server) and reply (server to daemon).
 type execMsg struct {
 	ID uint64
 
 	// exec request
-	LXCPath string   `json:",omitempty"`
-	Name    string   `json:",omitempty"`
-	Command []string `json:",omitempty"`
-	Env     []string `json:",omitempty"`
-	UID     int      `json:",omitempty"`
-	GID     int      `json:",omitempty"`
-	Cwd     string   `json:",omitempty"`
+	Name       string   `json:",omitempty"` // for errors only
+	Privileged bool     `json:",omitempty"` // init shares the host's user namespace
+	Cgroups    []string `json:",omitempty"` // cgroup.procs files of init's cgroups
+	CapDrop    []int    `json:",omitempty"` // capabilities out of the bounding set
+	Command    []string `json:",omitempty"`
+	Env        []string `json:",omitempty"`
+	UID        int      `json:",omitempty"`
+	GID        int      `json:",omitempty"`
+	Cwd        string   `json:",omitempty"`
+	PTY        bool     `json:",omitempty"` // a terminal instead of the stdio files
+	Rows       uint16   `json:",omitempty"`
+	Cols       uint16   `json:",omitempty"`
 
 	// signal request
 	Signal int `json:",omitempty"`
@@ -46,6 +53,9 @@ type execMsg struct {
 	PID   int    `json:",omitempty"`
 	Exit  *int   `json:",omitempty"`
 	Error string `json:",omitempty"`
+
+	// master is the pty master that came with a PID reply.
+	master *os.File
 }
 
 // final reports whether m ends the exchange for its ID.
@@ -67,7 +77,11 @@ func serveExec() int {
 	conn := c.(*net.UnixConn)
 	send := func(m execMsg) {
 		b, _ := json.Marshal(m)
-		conn.Write(b) // the daemon may be gone; commands are still reaped
+		var oob []byte
+		if m.master != nil {
+			oob = unix.UnixRights(int(m.master.Fd()))
+		}
+		conn.WriteMsgUnix(b, oob, nil) // the daemon may be gone; commands are still reaped
 	}
 
 	var (
@@ -76,7 +90,7 @@ func serveExec() int {
 		wg    sync.WaitGroup
 	)
 	buf := make([]byte, maxExecMsg)
-	oob := make([]byte, unix.CmsgSpace(3*4))
+	oob := make([]byte, unix.CmsgSpace(4*4))
 	for {
 		n, oobn, flags, _, err := conn.ReadMsgUnix(buf, oob)
 		if err != nil || n == 0 {
@@ -95,8 +109,8 @@ func serveExec() int {
 				// A pidfd-backed handle: never signals a recycled pid.
 				p.Signal(syscall.Signal(m.Signal))
 			}
-		case len(m.Command) > 0 && len(files) == 3:
-			p, err := attach(m, files)
+		case len(m.Command) > 0 && (len(files) == 4 || m.PTY && len(files) == 1):
+			p, master, err := attach(m, files)
 			if err != nil {
 				send(execMsg{ID: m.ID, Error: err.Error()})
 				break
@@ -104,7 +118,10 @@ func serveExec() int {
 			mu.Lock()
 			procs[m.ID] = p
 			mu.Unlock()
-			send(execMsg{ID: m.ID, PID: p.Pid})
+			send(execMsg{ID: m.ID, PID: p.Pid, master: master})
+			if master != nil {
+				master.Close()
+			}
 			wg.Add(1)
 			go func(id uint64) {
 				defer wg.Done()
@@ -121,12 +138,16 @@ func serveExec() int {
 		default:
 			send(execMsg{ID: m.ID, Error: "bad request"})
 		}
-		for _, f := range files {
-			f.Close()
-		}
+		closeFiles(files)
 	}
 	wg.Wait()
 	return 0
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }
 
 func receivedFiles(oob []byte) []*os.File {
@@ -141,36 +162,47 @@ func receivedFiles(oob []byte) []*os.File {
 			continue
 		}
 		for _, fd := range fds {
-			files = append(files, os.NewFile(uintptr(fd), "stdio"))
+			files = append(files, os.NewFile(uintptr(fd), "received"))
 		}
 	}
 	return files
 }
 
-// attach starts the command; liblxc makes it a child of this process
-// (CLONE_PARENT), so it can be waited for here.
-func attach(m execMsg, stdio []*os.File) (*os.Process, error) {
-	c, err := lxc.NewContainer(m.Name, m.LXCPath)
-	if err != nil {
-		return nil, err
+// defaultPath is searched for the command when the request sets no PATH.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// attach starts the command as a child of this process, so it can be
+// waited for and signalled here. files are init's pidfd, then stdin,
+// stdout and stderr unless the command gets a terminal.
+func attach(m execMsg, files []*os.File) (*os.Process, *os.File, error) {
+	path := defaultPath
+	for _, e := range m.Env {
+		if p, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = p
+		}
 	}
-	defer c.Release()
-	pid, err := c.RunCommandNoWait(m.Command, lxc.AttachOptions{
-		Namespaces: -1,
-		Arch:       -1,
-		Cwd:        m.Cwd,
-		UID:        m.UID,
-		GID:        m.GID,
-		ClearEnv:   true,
-		Env:        m.Env,
-		StdinFd:    stdio[0].Fd(),
-		StdoutFd:   stdio[1].Fd(),
-		StderrFd:   stdio[2].Fd(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("attach to %s: %w", m.Name, err)
+	r := attachRequest{
+		pidfd: int(files[0].Fd()), privileged: m.Privileged, procs: m.Cgroups, capDrop: m.CapDrop,
+		argv: m.Command, env: m.Env, path: path, cwd: m.Cwd, uid: m.UID, gid: m.GID,
+		pty: m.PTY, rows: m.Rows, cols: m.Cols,
 	}
-	return os.FindProcess(pid)
+	if !m.PTY {
+		for i, f := range files[1:] {
+			r.stdio[i] = int(f.Fd())
+		}
+	}
+	pid, master, err := attachProcess(&r)
+	if err != nil {
+		return nil, nil, fmt.Errorf("attach to %s: %w", m.Name, err)
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		if master != nil {
+			master.Close()
+		}
+		return nil, nil, err
+	}
+	return p, master, nil
 }
 
 // waitCode reaps p; death by signal N is reported as 128+N, the shell's
@@ -246,14 +278,20 @@ func (cl *execClient) isDead() bool {
 
 func (cl *execClient) readLoop() {
 	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(4))
 	for {
-		n, err := cl.conn.Read(buf)
+		n, oobn, _, _, err := cl.conn.ReadMsgUnix(buf, oob)
 		if err != nil || n == 0 {
 			break
 		}
+		files := receivedFiles(oob[:oobn])
 		var m execMsg
-		if json.Unmarshal(buf[:n], &m) != nil {
+		if json.Unmarshal(buf[:n], &m) != nil || len(files) > 1 || len(files) == 1 && m.PID == 0 {
+			closeFiles(files)
 			continue
+		}
+		if len(files) == 1 {
+			m.master = files[0]
 		}
 		cl.mu.Lock()
 		ch := cl.pending[m.ID]
@@ -263,6 +301,8 @@ func (cl *execClient) readLoop() {
 		cl.mu.Unlock()
 		if ch != nil {
 			ch <- m // buffered for the at most two replies per ID
+		} else if m.master != nil {
+			m.master.Close()
 		}
 	}
 	cl.mu.Lock()
@@ -276,9 +316,9 @@ func (cl *execClient) readLoop() {
 	cl.cmd.Wait()
 }
 
-// request sends m with optional stdio and returns the channel its replies
-// arrive on.
-func (cl *execClient) request(m execMsg, stdio []*os.File) (uint64, chan execMsg, error) {
+// request sends m with the files the server expects for it and returns
+// the channel its replies arrive on.
+func (cl *execClient) request(m execMsg, files []*os.File) (uint64, chan execMsg, error) {
 	cl.mu.Lock()
 	if cl.dead {
 		cl.mu.Unlock()
@@ -296,8 +336,12 @@ func (cl *execClient) request(m execMsg, stdio []*os.File) (uint64, chan execMsg
 	}
 	if err == nil {
 		var oob []byte
-		if stdio != nil {
-			oob = unix.UnixRights(int(stdio[0].Fd()), int(stdio[1].Fd()), int(stdio[2].Fd()))
+		if len(files) > 0 {
+			fds := make([]int, len(files))
+			for i, f := range files {
+				fds[i] = int(f.Fd())
+			}
+			oob = unix.UnixRights(fds...)
 		}
 		_, _, err = cl.conn.WriteMsgUnix(b, oob, nil)
 	}

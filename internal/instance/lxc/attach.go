@@ -1,0 +1,173 @@
+package lxcdriver
+
+/*
+#include <stdlib.h>
+#include "attach.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// capNumbers maps the names of config.go's drop lists to capability
+// numbers, which the attach passes to PR_CAPBSET_DROP.
+var capNumbers = map[string]int{
+	"mac_admin":    unix.CAP_MAC_ADMIN,
+	"mac_override": unix.CAP_MAC_OVERRIDE,
+	"sys_module":   unix.CAP_SYS_MODULE,
+	"sys_rawio":    unix.CAP_SYS_RAWIO,
+	"sys_time":     unix.CAP_SYS_TIME,
+	"sys_boot":     unix.CAP_SYS_BOOT,
+	"syslog":       unix.CAP_SYSLOG,
+}
+
+// capDrops is the bounding set init gets from lxc.cap.drop, as numbers.
+func capDrops(privileged bool) ([]int, error) {
+	names := capDropAll
+	if privileged {
+		names = append(append([]string(nil), capDropAll...), capDropPrivileged...)
+	}
+	nums := make([]int, 0, len(names))
+	for _, n := range names {
+		c, ok := capNumbers[n]
+		if !ok {
+			return nil, fmt.Errorf("capability %q has no number", n)
+		}
+		nums = append(nums, c)
+	}
+	return nums, nil
+}
+
+// attachNamespaces are init's namespaces an exec joins; privileged
+// containers share the host's user namespace, and setns into one's own
+// user namespace is refused.
+func attachNamespaces(privileged bool) int {
+	ns := unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP
+	if !privileged {
+		ns |= unix.CLONE_NEWUSER
+	}
+	return ns
+}
+
+// attachRequest is one exec as the server hands it to the C attach.
+type attachRequest struct {
+	pidfd      int
+	privileged bool
+	procs      []string // cgroup.procs files to join
+	capDrop    []int
+	argv, env  []string
+	path, cwd  string
+	uid, gid   int
+	stdio      [3]int
+	pty        bool
+	rows, cols uint16
+}
+
+var attachStages = map[C.int]string{
+	C.MOAT_SOCKET:   "socketpair",
+	C.MOAT_FORK:     "fork",
+	C.MOAT_CGROUP:   "join the container's cgroups",
+	C.MOAT_SETNS:    "enter the container's namespaces",
+	C.MOAT_CAPS:     "drop capabilities",
+	C.MOAT_SECCOMP:  "load the seccomp filter",
+	C.MOAT_IDS:      "switch to the requested uid/gid",
+	C.MOAT_CWD:      "change to the working directory",
+	C.MOAT_PTMX:     "open the container's /dev/ptmx",
+	C.MOAT_NOT_PTMX: "the container's /dev/ptmx is not a devpts multiplexer",
+	C.MOAT_PTY:      "set up the terminal",
+	C.MOAT_STDIO:    "set up stdio",
+	C.MOAT_LOST:     "the attaching process died",
+}
+
+// cFilter is the seccomp filter in C memory, built once per server.
+type cFilter struct {
+	prog *C.struct_sock_filter
+	len  C.ushort
+}
+
+var seccompProgram = sync.OnceValues(func() (cFilter, error) {
+	f, err := seccompFilter()
+	if err != nil {
+		return cFilter{}, err
+	}
+	size := C.size_t(len(f)) * C.size_t(unsafe.Sizeof(unix.SockFilter{}))
+	p := (*C.struct_sock_filter)(C.malloc(size))
+	copy(unsafe.Slice((*unix.SockFilter)(unsafe.Pointer(p)), len(f)), f)
+	return cFilter{p, C.ushort(len(f))}, nil
+})
+
+// cStrings is a NULL-terminated array of C strings; free with freeCStrings.
+func cStrings(ss []string) **C.char {
+	arr := (**C.char)(C.calloc(C.size_t(len(ss)+1), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+	s := unsafe.Slice(arr, len(ss)+1)
+	for i, x := range ss {
+		s[i] = C.CString(x)
+	}
+	return arr
+}
+
+func freeCStrings(arr **C.char) {
+	for _, p := range unsafe.Slice(arr, 1<<20) {
+		if p == nil {
+			break
+		}
+		C.free(unsafe.Pointer(p))
+	}
+	C.free(unsafe.Pointer(arr))
+}
+
+// attachProcess starts the command; it is a child of this process. With
+// pty, master is the terminal's master side.
+func attachProcess(r *attachRequest) (pid int, master *os.File, err error) {
+	filter, err := seccompProgram()
+	if err != nil {
+		return 0, nil, err
+	}
+	var a C.struct_moat_attach
+	a.pidfd = C.int(r.pidfd)
+	a.nsflags = C.int(attachNamespaces(r.privileged))
+	a.cgroup_procs = cStrings(r.procs)
+	defer freeCStrings(a.cgroup_procs)
+	if len(r.capDrop) > 0 {
+		caps := (*C.int)(C.malloc(C.size_t(len(r.capDrop)) * C.size_t(unsafe.Sizeof(C.int(0)))))
+		defer C.free(unsafe.Pointer(caps))
+		for i, c := range r.capDrop {
+			unsafe.Slice(caps, len(r.capDrop))[i] = C.int(c)
+		}
+		a.cap_drop, a.n_cap_drop = caps, C.int(len(r.capDrop))
+	}
+	a.filter, a.filter_len = filter.prog, filter.len
+	a.argv = cStrings(r.argv)
+	defer freeCStrings(a.argv)
+	a.envp = cStrings(r.env)
+	defer freeCStrings(a.envp)
+	a.path = C.CString(r.path)
+	defer C.free(unsafe.Pointer(a.path))
+	a.cwd = C.CString(r.cwd)
+	defer C.free(unsafe.Pointer(a.cwd))
+	a.uid, a.gid = C.uid_t(r.uid), C.gid_t(r.gid)
+	for i, fd := range r.stdio {
+		a.stdio[i] = C.int(fd)
+	}
+	if r.pty {
+		a.pty = 1
+	}
+	a.rows, a.cols = C.ushort(r.rows), C.ushort(r.cols)
+
+	var res C.struct_moat_attach_result
+	C.moat_attach(&a, &res)
+	if res.stage != C.MOAT_OK {
+		return 0, nil, fmt.Errorf("%s: %w", attachStages[res.stage], syscall.Errno(res.err))
+	}
+	if res.master >= 0 {
+		master = os.NewFile(uintptr(res.master), "ptmx")
+	}
+	return int(res.pid), master, nil
+}

@@ -1,0 +1,55 @@
+#ifndef MOAT_ATTACH_H
+#define MOAT_ATTACH_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/filter.h>
+
+/* What one exec needs; every pointer is to C memory owned by the caller. */
+struct moat_attach {
+	int pidfd;   /* the container's init */
+	int nsflags; /* CLONE_NEW* to join from it */
+	char **cgroup_procs; /* cgroup.procs of init's cgroups, NULL terminated */
+	int *cap_drop;
+	int n_cap_drop;
+	struct sock_filter *filter;
+	unsigned short filter_len;
+	char **argv; /* NULL terminated */
+	char **envp; /* NULL terminated */
+	const char *path; /* PATH to search argv[0] in */
+	const char *cwd;
+	uid_t uid;
+	gid_t gid;
+	int stdio[3]; /* ignored with pty */
+	int pty;
+	unsigned short rows, cols;
+};
+
+/* Steps of the attach, reported with the errno of the one that failed. */
+enum moat_attach_stage {
+	MOAT_OK = 0,
+	MOAT_SOCKET,
+	MOAT_FORK,
+	MOAT_CGROUP,
+	MOAT_SETNS,
+	MOAT_CAPS,
+	MOAT_SECCOMP,
+	MOAT_IDS,
+	MOAT_CWD,
+	MOAT_PTMX,
+	MOAT_NOT_PTMX,
+	MOAT_PTY,
+	MOAT_STDIO,
+	MOAT_LOST,
+};
+
+struct moat_attach_result {
+	int pid;    /* the command, a child of the caller; 0 if none */
+	int master; /* the pty's master, or -1 */
+	int stage;  /* MOAT_OK or the failed step */
+	int err;    /* its errno */
+};
+
+void moat_attach(const struct moat_attach *a, struct moat_attach_result *r);
+
+#endif
