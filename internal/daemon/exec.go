@@ -22,10 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moat/moat/api"
-	"github.com/moat/moat/internal/config"
 	"github.com/moat/moat/internal/errdefs"
 	"github.com/moat/moat/internal/idmap"
-	"github.com/moat/moat/internal/instance"
 	lxcdriver "github.com/moat/moat/internal/instance/lxc"
 	"github.com/moat/moat/internal/operation"
 	"github.com/moat/moat/internal/response"
@@ -177,7 +175,6 @@ func (d *Daemon) execInstance(r *route.Request) response.Response {
 		s.secrets[sec] = fd
 		secrets = append(secrets, sec)
 	}
-	s.owner = l
 	op, err := d.ops.Create(operation.Args{
 		Class: api.OperationClassWebsocket, Description: "Executing command", Project: project,
 		Resources: resources, Creator: r.Identity,
@@ -206,7 +203,6 @@ type execSession struct {
 	d           *Daemon
 	h           *lxcdriver.Container
 	spec        lxcdriver.ExecSpec
-	owner       loaded
 	interactive bool
 	width       int
 	height      int
@@ -419,21 +415,15 @@ func readerToWS(r io.Reader, c *websocket.Conn) {
 	_ = c.Write(ctx, websocket.MessageText, []byte{})
 }
 
+// runPTY runs the command on a new pty of the container's own devpts
+// instance, so that it is the command's controlling terminal there, and
+// mirrors the master over the "0" websocket.
 func (s *execSession) runPTY(ctx context.Context, event func()) (int, error) {
-	uid, gid := 0, 0
-	if s.owner.Config["volatile.idmap.next"] != "" && !config.IsTrue(s.owner.EC["security.privileged"]) {
-		set, _ := idmap.ParseJSON(s.owner.Config["volatile.idmap.next"])
-		uid, gid = instance.RootOwner(set)
-	}
-	ptmx, pts, err := openPTY(uid, gid)
-	if err != nil {
-		return 0, err
-	}
-	if s.width > 0 && s.height > 0 {
-		_ = unix.IoctlSetWinsize(int(ptmx.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: uint16(s.width), Row: uint16(s.height)})
-	}
 	spec := s.spec
-	spec.Stdin, spec.Stdout, spec.Stderr = pts, pts, pts
+	spec.Terminal = true
+	if s.width > 0 && s.height > 0 && s.width < 1<<16 && s.height < 1<<16 {
+		spec.Cols, spec.Rows = uint16(s.width), uint16(s.height)
+	}
 	hasTerm := false
 	for _, e := range spec.Env {
 		hasTerm = hasTerm || strings.HasPrefix(e, "TERM=")
@@ -442,11 +432,10 @@ func (s *execSession) runPTY(ctx context.Context, event func()) (int, error) {
 		spec.Env = append(spec.Env, "TERM=xterm")
 	}
 	p, err := s.h.Exec(spec)
-	pts.Close()
 	if err != nil {
-		ptmx.Close()
 		return 0, err
 	}
+	ptmx := p.Terminal()
 	s.mu.Lock()
 	s.proc, s.ptmx = p, ptmx
 	s.mu.Unlock()
@@ -473,32 +462,6 @@ func (s *execSession) runPTY(ctx context.Context, event func()) (int, error) {
 	}
 	ptmx.Close()
 	return code, err
-}
-
-// openPTY allocates a pseudo-terminal on the host whose slave belongs to
-// the container's root.
-func openPTY(uid, gid int) (*os.File, *os.File, error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	path := "/dev/pts/" + strconv.Itoa(n)
-	sl, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	_ = os.Chown(path, uid, gid)
-	return m, sl, nil
 }
 
 // getInstanceLog serves record-output files.

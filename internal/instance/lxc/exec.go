@@ -91,8 +91,8 @@ func (c *Container) Exec(spec ExecSpec) (*Process, error) {
 		return nil, err
 	}
 	m := <-replies
-	if m.Error != "" {
-		return nil, fmt.Errorf("exec: %s", m.Error)
+	if err := m.err(); err != nil {
+		return nil, err
 	}
 	if spec.Terminal && m.master == nil {
 		// The server never replies so; it cannot be waited for either.
@@ -155,7 +155,7 @@ func (p *Process) Wait() (int, error) {
 		m := <-p.replies
 		switch {
 		case m.Error != "":
-			p.err = errors.New("exec: " + m.Error)
+			p.err = m.err()
 		case m.Exit == nil:
 			p.err = errors.New("exec: no exit code")
 		default:

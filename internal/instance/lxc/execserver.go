@@ -53,6 +53,7 @@ type execMsg struct {
 	PID   int    `json:",omitempty"`
 	Exit  *int   `json:",omitempty"`
 	Error string `json:",omitempty"`
+	Errno int    `json:",omitempty"` // the errno behind Error, if any
 
 	// master is the pty master that came with a PID reply.
 	master *os.File
@@ -96,7 +97,10 @@ func serveExec() int {
 		if err != nil || n == 0 {
 			break
 		}
-		files := receivedFiles(oob[:oobn])
+		var files []*os.File
+		for _, fd := range receivedFds(oob[:oobn]) {
+			files = append(files, os.NewFile(uintptr(fd), "received"))
+		}
 		var m execMsg
 		switch {
 		// The client never sends these; ignore rather than guess an ID.
@@ -112,7 +116,9 @@ func serveExec() int {
 		case len(m.Command) > 0 && (len(files) == 4 || m.PTY && len(files) == 1):
 			p, master, err := attach(m, files)
 			if err != nil {
-				send(execMsg{ID: m.ID, Error: err.Error()})
+				var errno syscall.Errno
+				errors.As(err, &errno)
+				send(execMsg{ID: m.ID, Error: err.Error(), Errno: int(errno)})
 				break
 			}
 			mu.Lock()
@@ -150,22 +156,20 @@ func closeFiles(files []*os.File) {
 	}
 }
 
-func receivedFiles(oob []byte) []*os.File {
+func receivedFds(oob []byte) []int {
 	cmsgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
 		return nil
 	}
-	var files []*os.File
+	var all []int
 	for _, cm := range cmsgs {
 		fds, err := unix.ParseUnixRights(&cm)
 		if err != nil {
 			continue
 		}
-		for _, fd := range fds {
-			files = append(files, os.NewFile(uintptr(fd), "received"))
-		}
+		all = append(all, fds...)
 	}
-	return files
+	return all
 }
 
 // defaultPath is searched for the command when the request sets no PATH.
@@ -216,6 +220,29 @@ func waitCode(p *os.Process) (int, error) {
 		return 128 + int(ws.Signal()), nil
 	}
 	return st.ExitCode(), nil
+}
+
+// replyError is the error of a reply, which wraps the errno that caused
+// it (ENOENT for a missing cwd, say) for errors.Is.
+type replyError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *replyError) Error() string { return "exec: " + e.msg }
+
+func (e *replyError) Unwrap() error {
+	if e.errno == 0 {
+		return nil
+	}
+	return e.errno
+}
+
+func (m execMsg) err() error {
+	if m.Error == "" {
+		return nil
+	}
+	return &replyError{m.Error, syscall.Errno(m.Errno)}
 }
 
 // execClient is the daemon's side of one exec server.
@@ -284,14 +311,19 @@ func (cl *execClient) readLoop() {
 		if err != nil || n == 0 {
 			break
 		}
-		files := receivedFiles(oob[:oobn])
+		fds := receivedFds(oob[:oobn])
 		var m execMsg
-		if json.Unmarshal(buf[:n], &m) != nil || len(files) > 1 || len(files) == 1 && m.PID == 0 {
-			closeFiles(files)
+		if json.Unmarshal(buf[:n], &m) != nil || len(fds) > 1 || len(fds) == 1 && m.PID == 0 {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
 			continue
 		}
-		if len(files) == 1 {
-			m.master = files[0]
+		if len(fds) == 1 {
+			// Non-blocking, so that the runtime poller serves it and
+			// Close interrupts a pending Read.
+			unix.SetNonblock(fds[0], true)
+			m.master = os.NewFile(uintptr(fds[0]), "ptmx")
 		}
 		cl.mu.Lock()
 		ch := cl.pending[m.ID]
