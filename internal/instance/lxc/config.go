@@ -2,12 +2,9 @@ package lxcdriver
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // Capabilities dropped from every container. In a user namespace they only
@@ -115,20 +112,9 @@ func renderConfig(s *Spec, cg *cgroups) (string, error) {
 		set(it.configKey(), it.value)
 	}
 
-	for _, m := range s.Mounts {
-		opts := "bind,create=dir"
-		if fi, err := os.Stat(m.Source); err != nil {
-			return "", fmt.Errorf("disk source: %w", err)
-		} else if !fi.IsDir() {
-			opts = "bind,create=file"
-		}
-		if m.ReadOnly {
-			opts += ",ro"
-		}
-		set("lxc.mount.entry", fmt.Sprintf("%s %s none %s 0 0", fstabEscape(m.Source), fstabEscape(m.Path[1:]), opts))
-	}
-	for i, d := range s.Devices {
-		set("lxc.mount.entry", fmt.Sprintf("%s %s none bind,create=file 0 0", fstabEscape(devNode(s, i)), fstabEscape(d.Path[1:])))
+	// Disks and device nodes: see startHook.
+	if hook := startHook(s); hook != "" {
+		set("lxc.hook.start-host", hook)
 	}
 	return b.String(), nil
 }
@@ -141,35 +127,11 @@ func devNode(s *Spec, i int) string {
 	return filepath.Join(s.dir(), fmt.Sprintf("dev.%d", i))
 }
 
-// fstabEscape escapes what getmntent treats as separators or escapes.
-func fstabEscape(s string) string {
-	return strings.NewReplacer(`\`, `\134`, " ", `\040`, "\t", `\011`).Replace(s)
-}
-
 // makeDevNodes (re)creates the host-side device nodes, owned by the
 // container's root so that it can use them.
 func makeDevNodes(s *Spec, uid, gid int) error {
 	for i, d := range s.Devices {
-		path := devNode(s, i)
-		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-			return err
-		}
-		mode := uint32(d.Mode)
-		if mode == 0 {
-			mode = 0o660
-		}
-		kind := uint32(unix.S_IFCHR)
-		if d.Type == BlockDevice {
-			kind = unix.S_IFBLK
-		}
-		if err := unix.Mknod(path, kind|mode, int(unix.Mkdev(d.Major, d.Minor))); err != nil {
-			return fmt.Errorf("device %s: %w", d.Path, err)
-		}
-		// mknod applies the umask; the spec's mode is what the user asked for.
-		if err := os.Chmod(path, os.FileMode(mode)); err != nil {
-			return err
-		}
-		if err := os.Lchown(path, uid, gid); err != nil {
+		if err := makeNode(devNode(s, i), d, uid, gid); err != nil {
 			return err
 		}
 	}
