@@ -909,8 +909,9 @@ func (d *Daemon) doneOperation(r *route.Request, desc, project string, resources
 }
 
 // applyLive replaces the driver handle with one for the new config and
-// applies limits to a running container. Other changes (devices, ID map,
-// privilege) take effect at the next start.
+// applies limits and disk and unix-char/unix-block devices to a running
+// container. A device change that cannot be applied is undone and stays
+// stored for the next start, as do changes of the ID map or privilege.
 func (d *Daemon) applyLive(old, l loaded) error {
 	lxcName := d.ct.lxcName(l.Project, l.Name)
 	h, err := d.handle(old)
@@ -929,6 +930,9 @@ func (d *Daemon) applyLive(old, l loaded) error {
 	}
 	if err := nh.UpdateLimits(instance.Limits(l.EC)); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
 		return fmt.Errorf("config stored, applying limits to the running container failed: %w", err)
+	}
+	if err := nh.UpdateDevices(h); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
+		return fmt.Errorf("config stored; the device change was not applied to the running container and applies at the next start: %w", err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package lxcdriver
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -38,6 +39,9 @@ func renderConfig(s *Spec, cg *cgroups) (string, error) {
 		hostname = s.Name
 	}
 	set("lxc.uts.name", hostname)
+	// The rootfs is the instance's overlay, mounted by moatd: it already
+	// shows the container's (shifted) ids, so it is bind-mounted as is,
+	// not idmapped again.
 	set("lxc.rootfs.path", "dir:"+s.Rootfs)
 	set("lxc.init.cmd", "/sbin/init")
 	halt := s.HaltSignal
@@ -76,9 +80,6 @@ func renderConfig(s *Spec, cg *cgroups) (string, error) {
 				}
 			}
 		}
-		// The image stays owned by host ids; the mount shows it through
-		// the container's map instead of chowning every file.
-		set("lxc.rootfs.options", "idmap=container")
 		if s.Nesting {
 			// A nested container manager writes sysctls and mounts proc.
 			set("lxc.mount.auto", "proc:rw sys:rw cgroup:rw:force")
@@ -128,8 +129,15 @@ func devNode(s *Spec, i int) string {
 }
 
 // makeDevNodes (re)creates the host-side device nodes, owned by the
-// container's root so that it can use them.
+// container's root so that it can use them, and removes those left by
+// devices hot-plugged in the last run.
 func makeDevNodes(s *Spec, uid, gid int) error {
+	stale, _ := filepath.Glob(filepath.Join(s.dir(), hotplugNodePrefix+"*"))
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+	}
 	for i, d := range s.Devices {
 		if err := makeNode(devNode(s, i), d, uid, gid); err != nil {
 			return err

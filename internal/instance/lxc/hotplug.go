@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -173,7 +174,7 @@ func (c *Container) UpdateDevices(prev *Container) error {
 			}
 			undo = append(undo, func() error { return writeDeviceRule(devDir, "devices.allow", d, true) })
 		}
-		if err := runHotplug(li, &c.spec, unbindOp(d.Path)); err != nil {
+		if err := c.unbindNode(li, d); err != nil {
 			return fail(err)
 		}
 		undo = append(undo, func() error { return c.bindNode(li, d) })
@@ -191,7 +192,7 @@ func (c *Container) UpdateDevices(prev *Container) error {
 		if err := c.bindNode(li, d); err != nil {
 			return fail(err)
 		}
-		undo = append(undo, func() error { return runHotplug(li, &c.spec, unbindOp(d.Path)) })
+		undo = append(undo, func() error { return c.unbindNode(li, d) })
 	}
 	for _, m := range newM {
 		if err := runHotplug(li, &c.spec, bindOp(m.Source, m.Path, m.ReadOnly)); err != nil {
@@ -214,8 +215,9 @@ func onlyIn[T comparable](a, b []T) []T {
 }
 
 // bindNode makes a host-side node for d, as makeDevNodes does at start,
-// and bind-mounts it. The node is unlinked once mounted: the mount keeps
-// it, and the next start makes its own.
+// and bind-mounts it. The node stays while it is mounted: the kernel
+// refuses to bind-mount an unlinked one again, which a nested container
+// manager inside would do.
 func (c *Container) bindNode(li *liveInfo, d Device) error {
 	uid, gid := 0, 0
 	if !c.spec.Privileged {
@@ -223,20 +225,38 @@ func (c *Container) bindNode(li *liveInfo, d Device) error {
 		g, _ := c.spec.IDMap.HostID(false, 0)
 		uid, gid = int(u), int(g)
 	}
-	// A fresh name in the per-container dir, which only host root and
-	// container root can traverse.
-	f, err := os.CreateTemp(c.spec.dir(), "hotplug-dev.")
-	if err != nil {
-		return err
-	}
-	path := f.Name()
-	f.Close()
-	defer os.Remove(path)
+	path := hotplugNode(&c.spec, d.Path)
 	if err := makeNode(path, d, uid, gid); err != nil {
 		return err
 	}
-	return runHotplug(li, &c.spec, bindOp(path, d.Path, false))
+	if err := runHotplug(li, &c.spec, bindOp(path, d.Path, false)); err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
 }
+
+// unbindNode detaches the node at d's path and removes a hot-plugged
+// host-side node (one made at start stays until the next start).
+func (c *Container) unbindNode(li *liveInfo, d Device) error {
+	if err := runHotplug(li, &c.spec, unbindOp(d.Path)); err != nil {
+		return err
+	}
+	if err := os.Remove(hotplugNode(&c.spec, d.Path)); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// hotplugNode is where the host-side node of a device hot-plugged at path
+// lives: in the per-container dir, like devNode's, named after the path
+// (there is one device per path).
+func hotplugNode(s *Spec, path string) string {
+	sum := sha256.Sum256([]byte(path))
+	return filepath.Join(s.dir(), hotplugNodePrefix+hex.EncodeToString(sum[:12]))
+}
+
+const hotplugNodePrefix = "hotplug-dev."
 
 // allowedBy reports whether the default allow-list or one of devs grants
 // what a rule for d would, so that denying d would take too much away.

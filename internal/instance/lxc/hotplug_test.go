@@ -1,7 +1,11 @@
 package lxcdriver
 
 import (
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -21,23 +25,206 @@ func TestReadonlyDiskRemount(t *testing.T) {
 // nothing reaches the host source dir.
 func assertLockedReadonly(t *testing.T, c *Container, src, path string) {
 	t.Helper()
-	code, _, errOut := run(t, c, "touch", path+"/before")
-	if code == 0 || !strings.Contains(errOut, "Read-only file system") {
-		t.Fatalf("write to read-only mount: exit %d %q", code, errOut)
-	}
-	code, out, errOut := run(t, c, "sh", "-c", "mount -o remount,bind,rw "+path+"; echo rc=$?; touch "+path+"/after")
-	t.Logf("remount attempt: %s %s", out, errOut)
-	if code == 0 {
-		t.Errorf("write after remount,bind,rw succeeded")
-	}
-	code, out, errOut = run(t, c, "sh", "-c", "mount -o remount,rw "+path+"; touch "+path+"/after2")
-	t.Logf("remount rw: %s %s", out, errOut)
-	if code == 0 {
-		t.Errorf("write after remount,rw succeeded")
-	}
-	for _, f := range []string{"before", "after", "after2"} {
-		if fileExists(filepath.Join(src, f)) {
-			t.Errorf("%s written to the host through the read-only mount", f)
+	for i, remount := range [][]string{nil, {"mount", "-o", "remount,bind,rw", path}, {"mount", "-o", "remount,rw", path}} {
+		if remount != nil {
+			code, out, errOut := run(t, c, remount...)
+			t.Logf("%v: exit %d %s%s", remount, code, out, errOut)
+		}
+		file := fmt.Sprintf("%s/attack%d", path, i)
+		code, _, errOut := run(t, c, "touch", file)
+		if code == 0 || !strings.Contains(errOut, "Read-only file system") {
+			t.Errorf("write after %v: exit %d %q", remount, code, errOut)
+		}
+		if fileExists(filepath.Join(src, filepath.Base(file))) {
+			t.Errorf("%s written to the host through the read-only mount", file)
 		}
 	}
+}
+
+// hotplug applies mutate to a copy of cur's spec and hot-plugs the
+// difference, returning the new handle (or the error).
+func hotplug(t *testing.T, cur *Container, mutate func(*Spec)) (*Container, error) {
+	t.Helper()
+	spec := cur.spec
+	spec.Mounts = slices.Clone(spec.Mounts)
+	spec.Devices = slices.Clone(spec.Devices)
+	mutate(&spec)
+	next, err := New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return next, next.UpdateDevices(cur)
+}
+
+// mountLine is path's line of the container's mountinfo without the ids
+// that differ from one mount to the next.
+func mountLine(t *testing.T, c *Container, path string) string {
+	t.Helper()
+	_, out, _ := run(t, c, "cat", "/proc/self/mountinfo")
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 6 && f[4] == path {
+			return strings.Join(append([]string{f[3], f[4], f[5]}, f[slices.Index(f, "-"):]...), " ")
+		}
+	}
+	return ""
+}
+
+func TestHotplugDisk(t *testing.T) {
+	rw, ro := hostDir(t, 0o777), hostDir(t, 0o777)
+	if err := os.WriteFile(filepath.Join(ro, "data"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startTest(t, testSpec(t))
+	rwPath, roPath := "/mnt/"+c.spec.Name+"-rw", "/mnt/"+c.spec.Name+" ro"
+	added, err := hotplug(t, c, func(s *Spec) {
+		s.Mounts = append(s.Mounts, Mount{Source: rw, Path: rwPath}, Mount{Source: ro, Path: roPath, ReadOnly: true})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Read-write: writes are visible on both sides.
+	if code, _, errOut := run(t, c, "sh", "-c", "echo in > '"+rwPath+"/from-ct'"); code != 0 {
+		t.Fatalf("write to hot-plugged disk: %s", errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(rw, "from-ct")); err != nil || string(b) != "in\n" {
+		t.Fatalf("host sees %q, %v", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(rw, "from-host"), []byte("out\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, out, _ := run(t, c, "cat", rwPath+"/from-host"); out != "out\n" {
+		t.Fatalf("container sees %q", out)
+	}
+	// Read-only: readable, and stays read-only against container root.
+	if _, out, _ := run(t, c, "cat", roPath+"/data"); out != "hello\n" {
+		t.Fatalf("read-only disk: %q", out)
+	}
+	assertLockedReadonly(t, c, ro, roPath)
+
+	// A restart gives the same mounts, with the same options.
+	hotLine := mountLine(t, c, strings.ReplaceAll(roPath, " ", `\040`))
+	if hotLine == "" || !strings.Contains(hotLine, " ro,") {
+		t.Fatalf("hot-plugged read-only mount: %q", hotLine)
+	}
+	if err := c.Stop(true, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := added.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mountLine(t, added, strings.ReplaceAll(roPath, " ", `\040`)); got != hotLine {
+		t.Fatalf("after restart:\n%s\nhot-plugged:\n%s", got, hotLine)
+	}
+	assertLockedReadonly(t, added, ro, roPath)
+
+	// Removal detaches inside, leaves the mount point and the source.
+	if _, err := hotplug(t, added, func(s *Spec) { s.Mounts = nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{rwPath + "/from-host", roPath + "/data"} {
+		if code, _, _ := run(t, c, "test", "-e", p); code == 0 {
+			t.Errorf("%s still visible after removal", p)
+		}
+	}
+	if code, _, _ := run(t, c, "test", "-d", rwPath); code != 0 {
+		t.Error("mount point removed")
+	}
+	if b, err := os.ReadFile(filepath.Join(ro, "data")); err != nil || string(b) != "hello\n" {
+		t.Fatalf("host source after removal: %q %v", b, err)
+	}
+	if !fileExists(filepath.Join(rw, "from-ct")) {
+		t.Fatal("host source lost a file")
+	}
+}
+
+// TestHotplugSymlinkPath: the container controls its tree. A symlink on
+// the way to a disk's path is followed only if container root owns it,
+// and always within the container's root; one a container user made is
+// refused, and the change is not half-applied.
+func TestHotplugSymlinkPath(t *testing.T) {
+	src := hostDir(t, 0o755)
+	if err := os.WriteFile(filepath.Join(src, "marker"), []byte("disk\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startTest(t, testSpec(t))
+	userLink, rootLink, good := "/tmp/"+c.spec.Name+"-user", "/tmp/"+c.spec.Name+"-root", "/mnt/"+c.spec.Name+"-good"
+	t.Cleanup(func() { run(t, c, "rm", "-f", userLink, rootLink) })
+	if code, _, errOut := run(t, c, "sh", "-c", "ln -s /etc "+userLink+" && chown -h 1000:1000 "+userLink+" && ln -s /etc "+rootLink); code != 0 {
+		t.Fatal(errOut)
+	}
+
+	_, err := hotplug(t, c, func(s *Spec) {
+		s.Mounts = append(s.Mounts, Mount{Source: src, Path: good}, Mount{Source: src, Path: userLink + "/x"})
+	})
+	if !errors.Is(err, ErrHotplug) || !strings.Contains(err.Error(), "not permitted") {
+		t.Fatalf("mount through a user's symlink: %v", err)
+	}
+	if code, _, _ := run(t, c, "test", "-e", "/etc/x/marker"); code == 0 {
+		t.Fatal("mounted through a container user's symlink")
+	}
+	if code, _, _ := run(t, c, "test", "-e", good+"/marker"); code == 0 {
+		t.Fatal("first mount of a failed change left in place")
+	}
+
+	// Root's symlink leads to the container's /etc, never the host's.
+	withRoot, err := hotplug(t, c, func(s *Spec) { s.Mounts = append(s.Mounts, Mount{Source: src, Path: rootLink}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, out, _ := run(t, c, "cat", "/etc/marker"); out != "disk\n" {
+		t.Fatalf("container /etc: %q", out)
+	}
+	if fileExists("/etc/marker") {
+		t.Fatal("host /etc reached")
+	}
+	if _, err := hotplug(t, withRoot, func(s *Spec) { s.Mounts = nil }); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := run(t, c, "test", "-e", "/etc/marker"); code == 0 {
+		t.Fatal("mount over the container's /etc not removed")
+	}
+}
+
+func TestHotplugUnixChar(t *testing.T) {
+	c := startTest(t, testSpec(t))
+	// Major 511 is unassigned: opening a node for it fails with ENXIO
+	// when the device cgroup allows it and EPERM when it does not.
+	spare := Device{Type: CharDevice, Path: "/dev/spare", Major: 511, Minor: 7, Mode: 0o666}
+	null := Device{Type: CharDevice, Path: "/dev/mynull", Major: 1, Minor: 3, Mode: 0o666}
+	added, err := hotplug(t, c, func(s *Spec) { s.Devices = []Device{null, spare} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := run(t, c, "sh", "-c", "echo x > /dev/mynull && stat -c '%t:%T %a' /dev/mynull"); code != 0 || out != "1:3 666\n" {
+		t.Fatalf("hot-plugged /dev/mynull: %q %s", out, errOut)
+	}
+	if _, _, errOut := run(t, c, "sh", "-c", ": < /dev/spare"); !strings.Contains(errOut, "No such device or address") {
+		t.Fatalf("open allowed device: %q", errOut)
+	}
+	devices := filepath.Join(c.live.dir(c.cg, "devices"), "devices.list")
+	if b, _ := os.ReadFile(devices); !strings.Contains(string(b), "c 511:7 rwm") {
+		t.Fatalf("devices.list lacks the rule:\n%s", b)
+	}
+	// Container root keeps a second way to the node: after removal the
+	// cgroup, not only the missing node, must refuse it.
+	if code, _, errOut := run(t, c, "sh", "-c", "touch /tmp/"+c.spec.Name+"-keep && mount --bind /dev/spare /tmp/"+c.spec.Name+"-keep"); code != 0 {
+		t.Fatal(errOut)
+	}
+
+	if _, err := hotplug(t, added, func(s *Spec) { s.Devices = nil }); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := run(t, c, "test", "-c", "/dev/spare"); code == 0 {
+		t.Fatal("/dev/spare still a device after removal")
+	}
+	if _, _, errOut := run(t, c, "sh", "-c", ": < /tmp/"+c.spec.Name+"-keep"); !strings.Contains(errOut, "Operation not permitted") {
+		t.Fatalf("removed device still allowed: %q", errOut)
+	}
+	// 1:3 is also on the default list: removing /dev/mynull keeps /dev/null.
+	if code, _, errOut := run(t, c, "sh", "-c", "echo x > /dev/null"); code != 0 {
+		t.Fatalf("/dev/null after removing /dev/mynull: %s", errOut)
+	}
+	run(t, c, "sh", "-c", "umount /tmp/"+c.spec.Name+"-keep; rm /tmp/"+c.spec.Name+"-keep")
 }
