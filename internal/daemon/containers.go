@@ -214,10 +214,11 @@ func init() {
 		"instance_create_start",
 		"instance_all_projects",
 		"instance_force_delete",
-		// lxc 5.0.2's "lxc list" refuses to run without api_filtering.
-		// ?filter= is accepted but not evaluated: the result is a superset,
-		// which the client filters again (docs/api-compatibility.md).
+		// ?filter= on instance and image lists (package filter); lxc
+		// 5.0.2's "lxc list" refuses to run without it.
 		"api_filtering",
+		// recursion=2;fields=state.disk,state.network on instance lists.
+		"instances_state_selective_recursion",
 	)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/moat/moat/internal/authz"
 	"github.com/moat/moat/internal/config"
 	"github.com/moat/moat/internal/errdefs"
+	"github.com/moat/moat/internal/filter"
 	"github.com/moat/moat/internal/image"
 	"github.com/moat/moat/internal/operation"
 	"github.com/moat/moat/internal/response"
@@ -103,6 +104,10 @@ func (d *Daemon) renderImage(tx *store.Tx, m store.Image) (api.Image, error) {
 }
 
 func (d *Daemon) getImages(r *route.Request) response.Response {
+	flt, err := filter.Parse(r.Query("filter"))
+	if err != nil {
+		return response.Error(err)
+	}
 	trusted := r.Identity.Trusted()
 	project := ""
 	if !r.AllProjects {
@@ -112,9 +117,9 @@ func (d *Daemon) getImages(r *route.Request) response.Response {
 		}
 		project = ip
 	}
-	var out []api.Image
-	var urls []string
-	err := d.store.View(context.Background(), func(tx *store.Tx) error {
+	out := []api.Image{}
+	urls := []string{}
+	err = d.store.View(context.Background(), func(tx *store.Tx) error {
 		list, err := tx.Images(project)
 		if err != nil {
 			return err
@@ -126,6 +131,14 @@ func (d *Daemon) getImages(r *route.Request) response.Response {
 			ai, err := d.renderImage(tx, m)
 			if err != nil {
 				return err
+			}
+			// The filter runs on what the caller may see, never before.
+			ok, err := flt.Match(ai)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
 			}
 			out = append(out, ai)
 			urls = append(urls, imageURL(m.Project, m.Fingerprint))

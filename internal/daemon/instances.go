@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/moat/moat/internal/authz"
 	"github.com/moat/moat/internal/config"
 	"github.com/moat/moat/internal/errdefs"
+	"github.com/moat/moat/internal/filter"
 	"github.com/moat/moat/internal/idmap"
 	"github.com/moat/moat/internal/instance"
 	lxcdriver "github.com/moat/moat/internal/instance/lxc"
@@ -194,41 +196,30 @@ func renderInstance(l loaded, st *api.InstanceState) api.Instance {
 }
 
 func (d *Daemon) getInstances(r *route.Request) response.Response {
-	project := r.Project
-	if r.AllProjects {
-		project = ""
-	} else if err := d.projectExists(project); err != nil {
-		return response.Error(err)
-	}
-	var list []loaded
-	err := d.store.View(context.Background(), func(tx *store.Tx) error {
-		ins, err := tx.Instances(project)
-		if err != nil {
-			return err
-		}
-		for _, in := range ins {
-			if !authz.CanViewProject(r.Identity, in.Project) {
-				continue
-			}
-			l, err := d.expand(tx, in)
-			if err != nil {
-				return err
-			}
-			list = append(list, l)
-		}
-		return nil
-	})
+	recursion, fields, err := listRecursion(r)
 	if err != nil {
 		return response.Error(err)
 	}
-	switch r.Recursion() {
-	case 0:
+	flt, err := filter.Parse(r.Query("filter"))
+	if err != nil {
+		return response.Error(err)
+	}
+	project := r.Project
+	if r.AllProjects {
+		project = ""
+	}
+	list, err := d.listInstances(r, project)
+	if err != nil {
+		return response.Error(err)
+	}
+	if recursion == 0 && flt == nil {
 		urls := make([]string, 0, len(list))
 		for _, l := range list {
 			urls = append(urls, instanceURL(l.Project, l.Name))
 		}
 		return response.Sync(urls, nil)
-	case 1:
+	}
+	if recursion == 1 && flt == nil {
 		out := make([]api.Instance, len(list))
 		d.forEach(len(list), func(i int) {
 			st, _ := d.statusOnly(list[i])
@@ -242,9 +233,157 @@ func (d *Daemon) getInstances(r *route.Request) response.Response {
 		if err != nil {
 			st = &api.InstanceState{Status: "Error", StatusCode: api.Error}
 		}
+		if fields != nil {
+			// Moat does not measure disk and network usage: the maps are
+			// empty when asked for, absent when not.
+			if !fields["state.disk"] {
+				st.Disk = nil
+			}
+			if !fields["state.network"] {
+				st.Network = nil
+			}
+		}
 		out[i] = api.InstanceFull{Instance: renderInstance(list[i], st), State: st, Snapshots: []any{}, Backups: []any{}}
 	})
+	// A filter sees the full object whatever the recursion, and only the
+	// objects the caller may see (listInstances dropped the others).
+	out, err = filtered(flt, out)
+	if err != nil {
+		return response.Error(err)
+	}
+	switch recursion {
+	case 0:
+		urls := make([]string, 0, len(out))
+		for _, in := range out {
+			urls = append(urls, instanceURL(in.Project, in.Name))
+		}
+		return response.Sync(urls, nil)
+	case 1:
+		short := make([]api.Instance, 0, len(out))
+		for _, in := range out {
+			short = append(short, in.Instance)
+		}
+		return response.Sync(short, nil)
+	}
 	return response.Sync(out, nil)
+}
+
+// filtered keeps the objects that match f (all of them when f is nil).
+func filtered[T any](f *filter.Filter, objs []T) ([]T, error) {
+	if f == nil {
+		return objs, nil
+	}
+	out := objs[:0]
+	for _, o := range objs {
+		ok, err := f.Match(o)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// stateFields are the expensive parts of an instance's state a
+// recursion=2 list may be limited to.
+var stateFields = []string{"state.disk", "state.network"}
+
+// listRecursion reads ?recursion=, which for instance lists may carry the
+// state fields to compute as "2;fields=state.disk,state.network" (or a
+// separate ?fields=). fields is nil when no list was given (everything),
+// empty for an empty list (none of the expensive fields).
+func listRecursion(r *route.Request) (int, map[string]bool, error) {
+	raw, opts, _ := strings.Cut(r.Query("recursion"), ";")
+	level := 0
+	switch raw {
+	case "1":
+		level = 1
+	case "2":
+		level = 2
+	}
+	list, given := "", false
+	if opts != "" {
+		v, ok := strings.CutPrefix(opts, "fields=")
+		if !ok {
+			return 0, nil, errdefs.Invalidf("Invalid recursion option %q: only fields= is supported", opts)
+		}
+		list, given = v, true
+	}
+	if q := r.HTTP.URL.Query(); q.Has("fields") {
+		if given {
+			return 0, nil, errdefs.Invalidf("Invalid fields: give them in recursion= or in fields=, not both")
+		}
+		list, given = q.Get("fields"), true
+	}
+	if !given {
+		return level, nil, nil
+	}
+	fields := map[string]bool{}
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !slices.Contains(stateFields, f) {
+			return 0, nil, errdefs.Invalidf("Invalid fields: unknown field %q (known: %s)", f, strings.Join(stateFields, ", "))
+		}
+		fields[f] = true
+	}
+	return level, fields, nil
+}
+
+// listInstances reads the instances of project ("" for all) that the
+// caller may see, expanded, in one transaction: each project's profiles
+// are read once rather than once per instance.
+func (d *Daemon) listInstances(r *route.Request, project string) ([]loaded, error) {
+	var list []loaded
+	err := d.store.View(context.Background(), func(tx *store.Tx) error {
+		if project != "" {
+			if _, err := tx.Project(project); err != nil {
+				return err
+			}
+		}
+		ins, err := tx.Instances(project)
+		if err != nil {
+			return err
+		}
+		profiles := map[string]map[string]store.Profile{} // instance project -> name -> profile
+		for _, in := range ins {
+			if !authz.CanViewProject(r.Identity, in.Project) {
+				continue
+			}
+			byName, ok := profiles[in.Project]
+			if !ok {
+				pp, err := featureProject(tx, in.Project, "profiles")
+				if err != nil {
+					return err
+				}
+				all, err := tx.Profiles(pp)
+				if err != nil {
+					return err
+				}
+				byName = make(map[string]store.Profile, len(all))
+				for _, p := range all {
+					byName[p.Name] = p
+				}
+				profiles[in.Project] = byName
+			}
+			ps := make([]store.Profile, 0, len(in.Profiles))
+			for _, name := range in.Profiles {
+				p, ok := byName[name]
+				if !ok {
+					return errdefs.NotFoundf("Profile %q not found", name)
+				}
+				ps = append(ps, p)
+			}
+			ec, ed := instance.Expand(ps, in.Config, in.Devices)
+			list = append(list, loaded{Instance: in, EC: ec, ED: ed})
+		}
+		return nil
+	})
+	return list, err
 }
 
 // forEach runs fn for 0..n-1 on up to GOMAXPROCS goroutines: each state

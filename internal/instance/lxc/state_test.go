@@ -1,6 +1,10 @@
 package lxcdriver
 
 import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -83,5 +87,54 @@ func TestStateCached(t *testing.T) {
 			t.Fatalf("still %+v after init was killed", s)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestStateKeepsUsageFilesOpen: the cached State reads its cgroup files
+// through descriptors opened once per run, which must show fresh content
+// on every read (a freeze is seen), and which a stop closes.
+func TestStateKeepsUsageFilesOpen(t *testing.T) {
+	c := startTest(t, testSpec(t))
+	if _, err := c.State(); err != nil { // learns the run
+		t.Fatal(err)
+	}
+	if _, err := c.State(); err != nil { // opens the usage files
+		t.Fatal(err)
+	}
+	opened := map[usageFile]int{}
+	for k, fd := range c.live.fds {
+		opened[k] = fd
+	}
+	if len(opened) < 3 {
+		t.Fatalf("cached descriptors %v, want the freezer, pids, memory and cpu files", opened)
+	}
+	for k, fd := range opened {
+		target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+		if err != nil || target != filepath.Join(k.dir, k.name) {
+			t.Fatalf("fd %d is %q (%v), want %s", fd, target, err, filepath.Join(k.dir, k.name))
+		}
+	}
+	if err := c.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.State(); err != nil || s.Status != StatusFrozen {
+		t.Fatalf("frozen container reads as %+v, %v through the open freezer file", s, err)
+	}
+	if !maps.Equal(c.live.fds, opened) {
+		t.Fatalf("descriptors changed between reads: %v, then %v", opened, c.live.fds)
+	}
+	if err := c.Unfreeze(); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := c.State(); s.Status != StatusRunning || s.Processes < 1 || s.MemoryUsage <= 0 {
+		t.Fatalf("thawed: %+v", s)
+	}
+	if err := c.Stop(true, 0); err != nil {
+		t.Fatal(err)
+	}
+	for k, fd := range opened {
+		if target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err == nil && target == filepath.Join(k.dir, k.name) {
+			t.Errorf("fd %d (%s) still open after the stop", fd, target)
+		}
 	}
 }
