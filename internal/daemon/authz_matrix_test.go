@@ -239,6 +239,78 @@ func TestListFiltering(t *testing.T) {
 		t.Fatalf("admin sees %d operations, want 3", len(ops["running"]))
 	}
 
+	// ?filter= runs on what the caller may see: no filter, however it is
+	// phrased, brings back an instance or image of another project.
+	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+		for _, p := range []string{"p1", "p2"} {
+			if err := tx.CreateInstance(store.Instance{Project: p, Name: "in-" + p, Type: "container",
+				Config: map[string]string{"user.secret": "s-" + p}}); err != nil {
+				return err
+			}
+			pr, err := tx.Project(p)
+			if err != nil {
+				return err
+			}
+			pr.Config["features.images"] = "true"
+			if err := tx.UpdateProject(pr); err != nil {
+				return err
+			}
+			if err := tx.CreateImage(store.Image{Project: p, Fingerprint: strings.Repeat(p[1:], 64), Type: "container",
+				Properties: map[string]string{"os": "os-" + p}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := func(path string) []string {
+		t.Helper()
+		var urls []string
+		res := testdaemon.DoWith(t, hc, "GET", path, nil, nil)
+		if res.Status != 200 {
+			t.Fatalf("%s: %d %s", path, res.Status, res.Body.Error)
+		}
+		res.Metadata(t, &urls)
+		sort.Strings(urls)
+		return urls
+	}
+	q := url.QueryEscape
+	current = restrictedCert
+	for _, f := range []string{"name eq in-p2", "project eq p2", "not name eq in-p1", "config.user.secret eq s-p2",
+		"name eq in-p1 and project eq p2", "name eq in-p1 and not project eq p1 or project eq p2"} {
+		if got := listed("/1.0/instances?all-projects=true&filter=" + q(f)); len(got) != 0 {
+			t.Errorf("confined instance list with filter %q = %v", f, got)
+		}
+		if got := listed("/1.0/instances?project=p1&recursion=1&filter=" + q(f)); len(got) != 0 {
+			t.Errorf("confined instance list of p1 with filter %q = %v", f, got)
+		}
+	}
+	if got := listed("/1.0/instances?all-projects=true&filter=" + q("name eq in-p1 or name eq in-p2")); len(got) != 1 || got[0] != "/1.0/instances/in-p1?project=p1" {
+		t.Errorf("confined instance list, both named = %v", got)
+	}
+	for _, f := range []string{"properties.os eq os-p2", "not properties.os eq os-p1", "public eq false and not properties.os eq os-p1"} {
+		if got := listed("/1.0/images?all-projects=true&filter=" + q(f)); len(got) != 0 {
+			t.Errorf("confined image list with filter %q = %v", f, got)
+		}
+	}
+	if got := listed("/1.0/images?project=p1&filter=" + q("properties.os eq os-p1 or properties.os eq os-p2")); len(got) != 1 {
+		t.Errorf("confined image list, both named = %v", got)
+	}
+	// Untrusted callers see public images only, filter or not.
+	current = &identity.Identity{Kind: identity.Untrusted}
+	if got := listed("/1.0/images?project=p1&filter=" + q("public eq false")); len(got) != 0 {
+		t.Errorf("untrusted image list with filter public eq false = %v", got)
+	}
+	current = admin
+	if got := listed("/1.0/instances?all-projects=true&filter=" + q("name eq in-p1 or name eq in-p2")); len(got) != 2 {
+		t.Errorf("admin instance list, both named = %v", got)
+	}
+	if got := listed("/1.0/images?all-projects=true&filter=" + q("properties.os eq os-p1 or properties.os eq os-p2")); len(got) != 2 {
+		t.Errorf("admin image list, both named = %v", got)
+	}
+
 	// Events: a confined all-projects listener gets only its project's.
 	current = restrictedCert
 	c := dialEventsInProcess(t, d, "?type=lifecycle&all-projects=true")
