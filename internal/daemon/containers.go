@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/moat/moat/internal/config"
 	"github.com/moat/moat/internal/errdefs"
@@ -27,7 +26,6 @@ import (
 type containers struct {
 	images  *image.Store
 	pool    *storage.Dir
-	spares  *storage.Spares
 	lxcPath string
 	tag     string
 	host    idmap.Host
@@ -60,7 +58,8 @@ func defaultProfile(project string) store.Profile {
 // initContainers opens the image store and the default pool, creates the
 // default pool and profile on a fresh install, and cleans what a crash
 // left behind (staging dirs, storage of instances that were never
-// committed, ephemeral instances that stopped while moatd was down).
+// committed, ephemeral instances that stopped while moatd was down), and
+// mounts the root filesystems of the instances.
 func (d *Daemon) initContainers(ctx context.Context) error {
 	c := &containers{lxcPath: filepath.Join(d.cfg.StateDir, "lxc")}
 	if abs, _ := filepath.Abs(d.cfg.StateDir); abs != "/var/lib/moat" {
@@ -116,18 +115,6 @@ func (d *Daemon) initContainers(ctx context.Context) error {
 	if c.pool, err = storage.OpenDir("default", poolPath); err != nil {
 		return fmt.Errorf("storage pool: %w", err)
 	}
-	// Spares (pre-copied image rootfs, storage/spares.go) for the images
-	// used within the last SpareTTL; OpenDir removed the old ones.
-	c.spares = c.pool.StartSpares(c.images.Rootfs, func(msg string, args ...any) { d.log.Warn(msg, args...) })
-	for _, m := range images {
-		last := m.LastUsedAt
-		if m.UploadedAt.After(last) {
-			last = m.UploadedAt
-		}
-		if time.Since(last) < storage.SpareTTL {
-			c.spares.Use(m.Fingerprint, last)
-		}
-	}
 	known := map[string]bool{}
 	for _, in := range instances {
 		known[c.lxcName(in.Project, in.Name)] = true
@@ -138,11 +125,25 @@ func (d *Daemon) initContainers(ctx context.Context) error {
 			_ = c.pool.DeleteContainer(name)
 		}
 	}
+	// Image files stay while an image or an instance made from it (its
+	// lower layer) exists.
 	fps := map[string]bool{}
 	for _, m := range images {
 		fps[m.Fingerprint] = true
 	}
+	for _, in := range instances {
+		fps[in.Config["volatile.base_image"]] = true
+	}
 	c.images.Prune(func(fp string) bool { return fps[fp] })
+	// Root filesystems stay mounted while their instance exists: after a
+	// moatd restart the mounts are checked and kept, after a host reboot
+	// they are made again.
+	for _, in := range instances {
+		name := c.lxcName(in.Project, in.Name)
+		if _, err := c.pool.EnsureMounted(name, c.images.Rootfs(in.Config["volatile.base_image"])); err != nil {
+			d.log.Warn("mounting the root filesystem of an instance", "name", in.Name, "project", in.Project, "err", err)
+		}
+	}
 	d.ct = c
 	// Running containers were re-adopted by the above: their state is
 	// read live from liblxc. Ephemeral ones that stopped meanwhile go.

@@ -210,9 +210,6 @@ func (d *Daemon) Start() error {
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.router.ShutDown()
 	d.ops.Shutdown(10 * time.Second)
-	if d.ct != nil && d.ct.spares != nil {
-		d.ct.spares.Close()
-	}
 	d.bus.Close()
 	var errs []error
 	if err := d.stopHTTPS(ctx); err != nil {

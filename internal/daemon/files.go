@@ -16,27 +16,52 @@ import (
 	"github.com/moat/moat/internal/idmap"
 	"github.com/moat/moat/internal/response"
 	"github.com/moat/moat/internal/route"
+	"github.com/moat/moat/internal/storage/overlay"
 )
 
 // The files API resolves every path with openat2(RESOLVE_IN_ROOT) on the
 // instance's rootfs: "..", absolute symlinks and relative ones all resolve
 // as they would inside the container, so no path or symlink planted by the
-// container can reach a host file. The rootfs stores container ids as
-// they are (idmapped mounts), so uid/gid headers are written unchanged.
+// container can reach a host file. The rootfs is the instance's mounted
+// overlay, which shows host ids (the container's, shifted by its map): the
+// uid/gid headers are translated with that map both ways.
 
 const resolveInRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
 
-// openRootfs opens the instance's rootfs directory.
-func (d *Daemon) openRootfs(r *route.Request) (int, error) {
-	if _, err := d.loadInstance(r.Project, r.Var("name")); err != nil {
-		return -1, err
-	}
-	root := d.ct.pool.Rootfs(d.ct.lxcName(r.Project, r.Var("name")))
-	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+// overflowID is what the kernel shows a container for a host id outside
+// its map; the files API reports such owners the same way.
+const overflowID = 65534
+
+// openRootfs opens the instance's rootfs directory, mounting it first if
+// needed (after a host reboot), and returns the ID map it shows.
+func (d *Daemon) openRootfs(r *route.Request) (int, idmap.Set, error) {
+	l, err := d.loadInstance(r.Project, r.Var("name"))
 	if err != nil {
-		return -1, fmt.Errorf("open rootfs: %w", err)
+		return -1, nil, err
 	}
-	return fd, nil
+	// Under the instance lock: a start may be shifting the files to a
+	// new map, a delete unmounting them.
+	mu := d.ct.instLock(r.Project, r.Var("name"))
+	mu.Lock()
+	defer mu.Unlock()
+	name := d.ct.lxcName(r.Project, r.Var("name"))
+	set, err := d.ct.pool.EnsureMounted(name, d.ct.images.Rootfs(l.Config["volatile.base_image"]))
+	if err != nil {
+		return -1, nil, fmt.Errorf("mount rootfs: %w", err)
+	}
+	fd, err := unix.Open(d.ct.pool.Rootfs(name), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return -1, nil, fmt.Errorf("open rootfs: %w", err)
+	}
+	return fd, set, nil
+}
+
+// containerID is the id the container sees for a host id.
+func containerID(set idmap.Set, uid bool, host uint32) uint64 {
+	if id, ok := overlay.ContainerID(set, uid, int64(host)); ok {
+		return uint64(id)
+	}
+	return overflowID
 }
 
 func filePath(r *route.Request) (string, error) {
@@ -68,7 +93,7 @@ func (d *Daemon) getInstanceFile(r *route.Request) response.Response {
 	if err != nil {
 		return response.Error(err)
 	}
-	root, err := d.openRootfs(r)
+	root, set, err := d.openRootfs(r)
 	if err != nil {
 		return response.Error(err)
 	}
@@ -83,8 +108,8 @@ func (d *Daemon) getInstanceFile(r *route.Request) response.Response {
 		return response.Error(err)
 	}
 	hdr := func(w http.ResponseWriter, typ string) {
-		w.Header().Set("X-LXD-uid", strconv.FormatUint(uint64(st.Uid), 10))
-		w.Header().Set("X-LXD-gid", strconv.FormatUint(uint64(st.Gid), 10))
+		w.Header().Set("X-LXD-uid", strconv.FormatUint(containerID(set, true, st.Uid), 10))
+		w.Header().Set("X-LXD-gid", strconv.FormatUint(containerID(set, false, st.Gid), 10))
 		w.Header().Set("X-LXD-mode", fmt.Sprintf("%04o", st.Mode&0o7777))
 		w.Header().Set("X-LXD-type", typ)
 	}
@@ -153,6 +178,20 @@ func headerID(r *route.Request, name string, def int) (int, error) {
 	return int(n), nil
 }
 
+// hostID translates a container id from a header to the host id the
+// overlay stores.
+func hostID(set idmap.Set, uid bool, id int) (int, error) {
+	h, ok := overlay.HostID(set, uid, int64(id))
+	if !ok {
+		name := "X-LXD-gid"
+		if uid {
+			name = "X-LXD-uid"
+		}
+		return 0, errdefs.Invalidf("Invalid %s header %d: the instance's ID map does not cover it", name, id)
+	}
+	return int(h), nil
+}
+
 // openParent opens the directory that will hold p (resolved in root) and
 // returns it with p's last component.
 func openParent(root int, p string) (int, string, error) {
@@ -203,11 +242,17 @@ func (d *Daemon) postInstanceFile(r *route.Request) response.Response {
 	if write != "" && write != "overwrite" && write != "append" {
 		return response.Error(errdefs.Invalidf("Invalid X-LXD-write header %q: use overwrite or append", write))
 	}
-	root, err := d.openRootfs(r)
+	root, set, err := d.openRootfs(r)
 	if err != nil {
 		return response.Error(err)
 	}
 	defer unix.Close(root)
+	if uid, err = hostID(set, true, uid); err != nil {
+		return response.Error(err)
+	}
+	if gid, err = hostID(set, false, gid); err != nil {
+		return response.Error(err)
+	}
 	parent, base, err := openParent(root, p)
 	if err != nil {
 		return response.Error(err)
@@ -282,7 +327,7 @@ func (d *Daemon) deleteInstanceFile(r *route.Request) response.Response {
 	if err != nil {
 		return response.Error(err)
 	}
-	root, err := d.openRootfs(r)
+	root, _, err := d.openRootfs(r)
 	if err != nil {
 		return response.Error(err)
 	}

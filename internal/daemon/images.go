@@ -7,6 +7,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -149,13 +150,7 @@ func (d *Daemon) getImages(r *route.Request) response.Response {
 		return response.Error(err)
 	}
 	if r.Recursion() > 0 {
-		if out == nil {
-			out = []api.Image{}
-		}
 		return response.Sync(out, nil)
-	}
-	if urls == nil {
-		urls = []string{}
 	}
 	return response.Sync(urls, nil)
 }
@@ -255,7 +250,6 @@ func (d *Daemon) createImage(r *route.Request) response.Response {
 		}
 		return response.Error(err)
 	}
-	d.ct.spares.Use(imp.Fingerprint, now)
 	requestor := r.Identity.Requestor()
 	d.bus.Lifecycle("image-created", imageURL(project, imp.Fingerprint), project, requestor, nil)
 	op, err := d.ops.Create(operation.Args{
@@ -293,20 +287,29 @@ func (d *Daemon) importSplit(r *route.Request, boundary string, progress image.P
 	return d.ct.images.ImportSplit(strings.NewReader(string(buf)), rootfs, progress)
 }
 
-// pruneImage removes image files no project references any more.
+// pruneImage removes image files no project references any more, once
+// no instance uses them either: an image's rootfs is the lower layer of
+// every container made from it, so deleting the image only hides it from
+// the API until its last container is deleted (removeInstance calls this
+// again then; at start, initContainers prunes what a crash left).
 func (d *Daemon) pruneImage(fp string) {
-	var n int
-	_ = d.store.View(context.Background(), func(tx *store.Tx) error {
-		var err error
-		n, err = tx.ImageRefs(fp)
-		return err
-	})
-	if n == 0 {
-		// Spares first: a spare copy running now is dropped, not
-		// renamed into place after the image files are gone.
-		if err := d.ct.spares.Forget(fp); err != nil {
-			d.log.Warn("removing the spare rootfs of an image", "image", fp, "err", err)
+	if fp == "" {
+		return
+	}
+	used := true
+	err := d.store.View(context.Background(), func(tx *store.Tx) error {
+		n, err := tx.ImageRefs(fp)
+		if err != nil || n > 0 {
+			return err
 		}
+		ins, err := tx.Instances("")
+		if err != nil {
+			return err
+		}
+		used = slices.ContainsFunc(ins, func(in store.Instance) bool { return in.Config["volatile.base_image"] == fp })
+		return nil
+	})
+	if err == nil && !used {
 		_ = d.ct.images.Remove(fp)
 	}
 }

@@ -340,14 +340,15 @@ func listRecursion(r *route.Request) (int, map[string]bool, error) {
 func (d *Daemon) listInstances(r *route.Request, project string) ([]loaded, error) {
 	var list []loaded
 	err := d.store.View(context.Background(), func(tx *store.Tx) error {
-		if project != "" {
-			if _, err := tx.Project(project); err != nil {
-				return err
-			}
-		}
 		ins, err := tx.Instances(project)
 		if err != nil {
 			return err
+		}
+		if len(ins) == 0 && project != "" {
+			// Only an empty list can be that of a missing project (a 404).
+			if _, err := tx.Project(project); err != nil {
+				return err
+			}
 		}
 		profiles := map[string]map[string]store.Profile{} // instance project -> name -> profile
 		for _, in := range ins {
@@ -467,6 +468,17 @@ func (d *Daemon) checkInstanceConfig(r *route.Request, tx *store.Tx, cur map[str
 	ec := maps.Clone(l.EC)
 	maps.DeleteFunc(ec, func(k, _ string) bool { return config.IsVolatile(k) })
 	if err := config.CheckExpanded(ec, l.ED); err != nil {
+		return err
+	}
+	pools, err := tx.StoragePools()
+	if err != nil {
+		return err
+	}
+	poolNames := make([]string, len(pools))
+	for i, p := range pools {
+		poolNames[i] = p.Name
+	}
+	if err := config.CheckRootPool(l.ED, poolNames); err != nil {
 		return err
 	}
 	// Project restrictions and the delegation floor (package project).
@@ -650,9 +662,6 @@ func (d *Daemon) createInstance(r *route.Request) response.Response {
 		Class: api.OperationClassTask, Description: "Creating instance", Project: project,
 		Resources: map[string][]string{"instances": {instanceURL(project, req.Name)}}, Creator: r.Identity,
 		Run: func(ctx context.Context, _ *operation.Operation) error {
-			// Refill the image's spare once this create (and start) is
-			// done, not concurrently with it.
-			defer d.ct.spares.Use(img.Fingerprint, time.Now())
 			if err := d.doCreate(r, prepare, &l, &img); err != nil {
 				return err
 			}
@@ -672,7 +681,7 @@ func (d *Daemon) createInstance(r *route.Request) response.Response {
 }
 
 // doCreate makes the instance: storage first (staged and renamed into
-// place), then the database row. The row is the commit point: a crash
+// place, then mounted), then the database row. The row is the commit point: a crash
 // before it leaves storage that the next start removes; after it, a
 // complete instance.
 func (d *Daemon) doCreate(r *route.Request, prepare func(*store.Tx) error, l *loaded, img *store.Image) error {
@@ -695,14 +704,11 @@ func (d *Daemon) doCreate(r *route.Request, prepare func(*store.Tx) error, l *lo
 		return fmt.Errorf("image %s has no files on disk", img.Fingerprint)
 	}
 	set, _ := idmap.ParseJSON(l.Config["volatile.idmap.next"])
-	uid, gid := instance.RootOwner(set)
 	lxcName := d.ct.lxcName(l.Project, l.Name)
-	// A spare (a copy of the image made ahead, storage/spares.go) is one
-	// rename; without one, copy the image now.
-	if !d.ct.spares.Take(img.Fingerprint, lxcName, uid, gid) {
-		if err := d.ct.pool.CreateContainer(lxcName, d.ct.images.Rootfs(img.Fingerprint), uid, gid); err != nil {
-			return err
-		}
+	// An overlay over the image: empty layers and one mount, whatever
+	// the image's size.
+	if err := d.ct.pool.CreateContainer(lxcName, d.ct.images.Rootfs(img.Fingerprint), set); err != nil {
+		return err
 	}
 	now := time.Now().UTC()
 	l.CreatedAt = now
@@ -739,6 +745,17 @@ func (d *Daemon) startLocked(project, name string, requestor *api.Requestor) err
 	if err != nil {
 		return err
 	}
+	// The overlay shows the image and the upper layer through this
+	// start's map. A changed map shifts the upper layer first, which must
+	// never happen under a running container.
+	if cur, err := d.ct.pool.LayerMap(lxcName); err == nil && cur.JSON() != spec.IDMap.JSON() {
+		if st, _ := d.state(l); st != nil && st.Status != "Stopped" {
+			return errdefs.Invalidf("The instance is already running")
+		}
+	}
+	if err := d.ct.pool.Mount(lxcName, d.ct.images.Rootfs(l.Config["volatile.base_image"]), spec.IDMap); err != nil {
+		return err
+	}
 	uid, gid := 0, 0
 	if !spec.Privileged {
 		uid, gid = instance.RootOwner(spec.IDMap)
@@ -767,7 +784,8 @@ func (d *Daemon) startLocked(project, name string, requestor *api.Requestor) err
 		} else {
 			delete(in.Config, "volatile.idmap.current")
 		}
-		in.Config["volatile.last_state.idmap"] = "[]"
+		// The map the upper layer is written with (host ids, shifted).
+		in.Config["volatile.last_state.idmap"] = spec.IDMap.JSON()
 		in.LastUsedAt = time.Now().UTC()
 		return tx.UpdateInstance(in)
 	})
@@ -1071,7 +1089,7 @@ func (d *Daemon) applyLive(old, l loaded) error {
 		return fmt.Errorf("config stored, applying limits to the running container failed: %w", err)
 	}
 	if err := nh.UpdateDevices(h); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
-		return fmt.Errorf("config stored; the device change was not applied to the running container and applies at the next start: %w", err)
+		return fmt.Errorf("config stored; it applies at the next start: %w", err)
 	}
 	return nil
 }
@@ -1113,8 +1131,12 @@ func (d *Daemon) renameInstance(r *route.Request) response.Response {
 				}
 			}
 			d.ct.handles.Forget(oldLXC)
+			// The overlay is unmounted for the move and mounted again at
+			// the new path, whichever name the instance ends up with.
+			lower := d.ct.images.Rootfs(l.Config["volatile.base_image"])
 			if err := d.ct.pool.RenameContainer(oldLXC, newLXC); err != nil {
-				return err
+				_, merr := d.ct.pool.EnsureMounted(oldLXC, lower)
+				return errors.Join(err, merr)
 			}
 			err := d.store.Update(ctx, func(tx *store.Tx) error {
 				// The config check runs on rename too (the hostname changes).
@@ -1129,6 +1151,10 @@ func (d *Daemon) renameInstance(r *route.Request) response.Response {
 			})
 			if err != nil {
 				_ = d.ct.pool.RenameContainer(newLXC, oldLXC)
+				_, merr := d.ct.pool.EnsureMounted(oldLXC, lower)
+				return errors.Join(err, merr)
+			}
+			if _, err := d.ct.pool.EnsureMounted(newLXC, lower); err != nil {
 				return err
 			}
 			d.bus.Lifecycle("instance-renamed", instanceURL(project, req.Name), project, requestor, map[string]any{"old_name": from})
@@ -1187,7 +1213,9 @@ func (d *Daemon) deleteInstance(r *route.Request) response.Response {
 }
 
 // removeInstance deletes a stopped instance: the row first (the commit
-// point), then the driver dir and cgroups, then storage.
+// point), then the driver dir and cgroups, then storage (unmounted first),
+// then the files of its image if the image was deleted meanwhile and no
+// other instance uses them.
 func (d *Daemon) removeInstance(ctx context.Context, in store.Instance) error {
 	if err := d.store.Update(ctx, func(tx *store.Tx) error { return tx.DeleteInstance(in.Project, in.Name) }); err != nil {
 		return err
@@ -1200,7 +1228,11 @@ func (d *Daemon) removeInstance(ctx context.Context, in store.Instance) error {
 		errs = append(errs, os.RemoveAll(d.ct.lxcPath+"/"+lxcName))
 	}
 	d.ct.handles.Forget(lxcName)
-	errs = append(errs, d.ct.pool.DeleteContainer(lxcName))
+	if err := d.ct.pool.DeleteContainer(lxcName); err != nil {
+		errs = append(errs, err)
+	} else {
+		d.pruneImage(in.Config["volatile.base_image"])
+	}
 	_ = os.RemoveAll(d.execLogDir(in.Project, in.Name))
 	return errors.Join(errs...)
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/moat/moat/api"
+	"github.com/moat/moat/internal/storage/overlay"
 )
 
 // Group is the admin group tests run moatd with.
@@ -104,6 +105,11 @@ func Start(t testing.TB, extraArgs ...string) *Daemon {
 	d := &Daemon{t: t, Dir: dir, Args: extraArgs}
 	t.Cleanup(func() {
 		d.Stop()
+		// Instance root filesystems stay mounted across moatd restarts:
+		// detach what a test left, so the removal stays on this disk.
+		if err := overlay.UnmountUnder(dir); err != nil {
+			t.Errorf("unmounting under %s: %v", dir, err)
+		}
 		os.RemoveAll(dir)
 	})
 	d.Restart()

@@ -18,43 +18,10 @@ import (
 //	go test -run '^$' -bench 'Container' -benchtime 20x ./test/integration/
 
 // BenchmarkContainerCreateStart is POST /1.0/instances with start:true
-// until the operation is done (the container's init runs), in the steady
-// state of the warm pool: before each create (timer stopped) it waits
-// until the image's spare rootfs copy is ready, so the create is a rename
-// of the spare (storage/spares.go).
+// until the operation is done (the container's init runs), back to back:
+// a create is empty overlay layers and one mount whatever the image, so
+// nothing is prepared ahead and nothing is waited for between creates.
 func BenchmarkContainerCreateStart(b *testing.B) {
-	d, fp := withImage(b)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		readySpare(b, d, fp, "")
-		b.StartTimer()
-		launch(b, d, fmt.Sprintf("bench%d", i), nil)
-	}
-	b.StopTimer()
-}
-
-// BenchmarkContainerCreateStartNoSpare is the same without a spare: the
-// refill is waited for and its spare removed (timer stopped), so each
-// create copies the image rootfs as before the warm pool.
-func BenchmarkContainerCreateStartNoSpare(b *testing.B) {
-	d, fp := withImage(b)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		if err := os.RemoveAll(readySpare(b, d, fp, "")); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		launch(b, d, fmt.Sprintf("bench%d", i), nil)
-	}
-	b.StopTimer()
-}
-
-// BenchmarkContainerCreateStartBurst creates back to back: a create takes
-// the spare if its refill (started when the previous create finished) is
-// done, waits for it if it is running.
-func BenchmarkContainerCreateStartBurst(b *testing.B) {
 	d, _ := withImage(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

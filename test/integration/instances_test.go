@@ -4,7 +4,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -331,6 +337,14 @@ func TestInstancesSurviveRestartAndCrash(t *testing.T) {
 		if err := os.MkdirAll(p, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		// A create or delete interrupted with its overlay mounted: the
+		// removal must unmount first, never empty the mount.
+		if err := syscall.Mount("tmpfs", p, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p+"/f", nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	d.Restart()
 	var after api.InstanceState
@@ -345,6 +359,12 @@ func TestInstancesSurviveRestartAndCrash(t *testing.T) {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("leftover of an interrupted create not removed: %s", p)
 		}
+		if m := mountsUnder(t, p); len(m) != 0 {
+			t.Errorf("mounts of an interrupted create left: %v", m)
+		}
+	}
+	if dir := containerDir(t, d, "keep"); len(mountsUnder(t, dir)) != 1 {
+		t.Errorf("rootfs of a running instance after a crash: %v", mountsUnder(t, dir))
 	}
 }
 
@@ -501,5 +521,249 @@ func TestLXCClientContainers(t *testing.T) {
 	lxc.run("delete", "-f", "c1")
 	if out := lxc.run("list", "--format=csv"); strings.Contains(out, "c1") {
 		t.Fatalf("deleted instance listed:\n%s", out)
+	}
+}
+
+// treeSum hashes a tree's names, types, owners, modes, link targets and
+// file contents, never following a symlink.
+func treeSum(t testing.TB, root string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s %o %d %d\n", strings.TrimPrefix(p, root), st.Mode, st.Uid, st.Gid)
+		switch st.Mode & syscall.S_IFMT {
+		case syscall.S_IFLNK:
+			l, _ := os.Readlink(p)
+			h.Write([]byte(l))
+		case syscall.S_IFREG:
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// containerDir is the storage dir of an instance of the default project.
+func containerDir(t testing.TB, d *testdaemon.Daemon, name string) string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(d.Dir, "storage-pools/default/containers/*"+name))
+	if len(m) != 1 {
+		t.Fatalf("storage of %s: %v", name, m)
+	}
+	return m[0]
+}
+
+// mountsUnder lists the mount points at or below dir with their types.
+func mountsUnder(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if ok && len(f) > 4 && len(g) > 0 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			out[f[4]] = g[0]
+		}
+	}
+	return out
+}
+
+func getFile(t testing.TB, d *testdaemon.Daemon, name, path string) (string, http.Header) {
+	t.Helper()
+	res, err := d.HTTPClient().Get("http://moat/1.0/instances/" + name + "/files?path=" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		t.Fatalf("GET %s:%s: %d %s", name, path, res.StatusCode, b)
+	}
+	return string(b), res.Header
+}
+
+// Containers from one image share its rootfs as a read-only lower layer:
+// what one changes, the image and the other never see, and deleting one
+// leaves both intact. The rootfs is an overlay mount that follows a
+// rename and is gone with the instance.
+func TestOverlayRootfsIsolatedFromImageAndSiblings(t *testing.T) {
+	d, fp := withImage(t)
+	image := filepath.Join(d.Dir, "images", fp+".rootfs")
+	before := treeSum(t, image)
+	launch(t, d, "o1", nil)
+	launch(t, d, "o2", nil)
+	dir1 := containerDir(t, d, "o1")
+	if m := mountsUnder(t, dir1); len(m) != 1 || m[dir1+"/rootfs"] != "overlay" {
+		t.Fatalf("mounts under %s: %v", dir1, m)
+	}
+	script := "echo mine > /etc/o1-file && rm /etc/passwd && echo changed > /bin/init-note && chmod 700 /root && adduser -D -u 1000 u1 2>/dev/null; touch /tmp/by-user && chown 1000:1000 /tmp/by-user"
+	if code, out := execOut(t, d, "o1", "sh", "-c", script); code != 0 {
+		t.Fatalf("changes in o1: %d %s", code, out)
+	}
+	if code, out := execOut(t, d, "o2", "sh", "-c", "test -e /etc/o1-file || test ! -e /etc/passwd || test -e /tmp/by-user"); code == 0 {
+		t.Fatalf("o2 sees o1's changes: %s", out)
+	}
+	if after := treeSum(t, image); after != before {
+		t.Fatal("the image rootfs changed")
+	}
+	// The files API reads the overlay with container ids.
+	body, hdr := getFile(t, d, "o1", "/tmp/by-user")
+	if body != "" || hdr.Get("X-LXD-uid") != "1000" || hdr.Get("X-LXD-gid") != "1000" {
+		t.Fatalf("files API owner of /tmp/by-user: %s:%s", hdr.Get("X-LXD-uid"), hdr.Get("X-LXD-gid"))
+	}
+	if _, hdr := getFile(t, d, "o1", "/bin"); hdr.Get("X-LXD-uid") != "0" {
+		t.Fatalf("files API owner of an image dir: %s", hdr.Get("X-LXD-uid"))
+	}
+	// A uid outside the map is refused, naming the header.
+	r := testdaemon.DoWith(t, d.HTTPClient(), "POST", "/1.0/instances/o1/files?path=/tmp/far", "x", map[string]string{"X-LXD-uid": "4000000000"})
+	if r.Status != 400 || !strings.Contains(r.Body.Error, "X-LXD-uid") {
+		t.Fatalf("unmapped uid: %d %s", r.Status, r.Raw)
+	}
+
+	// Rename: the mount follows, the old path holds none.
+	mustSucceed(t, d, d.Do("PUT", "/1.0/instances/o1/state", map[string]any{"action": "stop", "force": true}))
+	mustSucceed(t, d, d.Do("POST", "/1.0/instances/o1", map[string]string{"name": "o3"}))
+	if m := mountsUnder(t, dir1); len(m) != 0 {
+		t.Fatalf("mounts left at the old name: %v", m)
+	}
+	if body, _ := getFile(t, d, "o3", "/etc/o1-file"); body != "mine\n" {
+		t.Fatalf("file after rename: %q", body)
+	}
+	mustSucceed(t, d, d.Do("PUT", "/1.0/instances/o3/state", map[string]any{"action": "start"}))
+	if code, out := execOut(t, d, "o3", "cat", "/etc/o1-file"); code != 0 || out != "mine\n" {
+		t.Fatalf("exec after rename: %d %q", code, out)
+	}
+
+	// Deleting o3 unmounts and removes only its own storage.
+	dir3 := containerDir(t, d, "o3")
+	mustSucceed(t, d, d.Do("DELETE", "/1.0/instances/o3?force=true", nil))
+	if _, err := os.Lstat(dir3); !os.IsNotExist(err) {
+		t.Fatalf("storage of o3 left: %v", err)
+	}
+	if m := mountsUnder(t, dir3); len(m) != 0 {
+		t.Fatalf("mounts of o3 left: %v", m)
+	}
+	if after := treeSum(t, image); after != before {
+		t.Fatal("deleting a container changed the image rootfs")
+	}
+	if code, out := execOut(t, d, "o2", "cat", "/etc/passwd"); code != 0 || !strings.Contains(out, "root:") {
+		t.Fatalf("o2 after o3's delete: %d %q", code, out)
+	}
+}
+
+// A stopped container whose ID map changes keeps its files owned by the
+// same container ids: the upper layer is shifted before the next start.
+func TestIDMapChangeShiftsUpperLayer(t *testing.T) {
+	d, _ := withImage(t)
+	launch(t, d, "s1", nil)
+	if code, out := execOut(t, d, "s1", "sh", "-c", "echo r > /root/r && mkdir /home/u && echo u > /home/u/f && chown -R 1000:1001 /home/u"); code != 0 {
+		t.Fatalf("writing files: %d %s", code, out)
+	}
+	var before api.Instance
+	d.Do("GET", "/1.0/instances/s1", nil).Metadata(t, &before)
+	mustSucceed(t, d, d.Do("PUT", "/1.0/instances/s1/state", map[string]any{"action": "stop", "force": true}))
+
+	// While stopped, the files API keeps working with the map on disk.
+	r := testdaemon.DoWith(t, d.HTTPClient(), "POST", "/1.0/instances/s1/files?path=/home/u/pushed", "p",
+		map[string]string{"X-LXD-uid": "1000", "X-LXD-gid": "1001"})
+	if r.Status != 200 {
+		t.Fatalf("push while stopped: %d %s", r.Status, r.Raw)
+	}
+
+	for _, cfg := range []map[string]string{
+		{"security.idmap.isolated": "false"},
+		{"security.idmap.isolated": "true", "security.idmap.size": "131072"},
+	} {
+		mustSucceed(t, d, d.Do("PATCH", "/1.0/instances/s1", map[string]any{"config": cfg}))
+		mustSucceed(t, d, d.Do("PUT", "/1.0/instances/s1/state", map[string]any{"action": "start"}))
+		var after api.Instance
+		d.Do("GET", "/1.0/instances/s1", nil).Metadata(t, &after)
+		if after.Config["volatile.idmap.current"] == before.Config["volatile.idmap.current"] {
+			t.Fatalf("%v did not change the map: %s", cfg, after.Config["volatile.idmap.current"])
+		}
+		if after.Config["volatile.last_state.idmap"] != after.Config["volatile.idmap.current"] {
+			t.Fatalf("last_state.idmap %s, current %s", after.Config["volatile.last_state.idmap"], after.Config["volatile.idmap.current"])
+		}
+		code, out := execOut(t, d, "s1", "stat", "-c", "%n %u %g", "/root/r", "/home/u", "/home/u/f", "/home/u/pushed", "/bin/busybox")
+		want := "/root/r 0 0\n/home/u 1000 1001\n/home/u/f 1000 1001\n/home/u/pushed 1000 1001\n/bin/busybox 0 0\n"
+		if code != 0 || out != want {
+			t.Fatalf("after %v: owners %q, want %q", cfg, out, want)
+		}
+		// On disk: the new map's host ids.
+		var m []map[string]any
+		if err := json.Unmarshal([]byte(after.Config["volatile.idmap.current"]), &m); err != nil || len(m) == 0 {
+			t.Fatalf("idmap.current: %v", err)
+		}
+		base := uint32(m[0]["Hostid"].(float64))
+		var st syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(containerDir(t, d, "s1"), "upper/home/u/f"), &st); err != nil || st.Uid != base+1000 || st.Gid != base+1001 {
+			t.Fatalf("upper layer file: %d:%d, want %d (%v)", st.Uid, st.Gid, base+1000, err)
+		}
+		before = after
+		mustSucceed(t, d, d.Do("PUT", "/1.0/instances/s1/state", map[string]any{"action": "stop", "force": true}))
+	}
+}
+
+// Deleting an image keeps its files while containers made from it exist
+// (they are their lower layer), across a daemon restart; the last
+// container's delete removes them.
+func TestDeletedImageKeptForItsContainers(t *testing.T) {
+	d, fp := withImage(t)
+	image := filepath.Join(d.Dir, "images", fp+".rootfs")
+	launch(t, d, "k1", nil)
+	mustSucceed(t, d, d.Do("DELETE", "/1.0/images/"+fp, nil))
+	if res := d.Do("GET", "/1.0/images/"+fp, nil); res.Status != 404 {
+		t.Fatalf("deleted image still listed: %d", res.Status)
+	}
+	if _, err := os.Stat(image); err != nil {
+		t.Fatalf("image rootfs removed under a container: %v", err)
+	}
+	mustSucceed(t, d, d.Do("PUT", "/1.0/instances/k1/state", map[string]any{"action": "stop", "force": true}))
+	d.Kill()
+	// As after a host reboot: nothing mounted.
+	dir := containerDir(t, d, "k1")
+	if err := syscall.Unmount(dir+"/rootfs", 0); err != nil {
+		t.Fatal(err)
+	}
+	d.Restart()
+	if m := mountsUnder(t, dir); m[dir+"/rootfs"] != "overlay" {
+		t.Fatalf("rootfs not mounted at start: %v", m)
+	}
+	if _, err := os.Stat(image); err != nil {
+		t.Fatalf("image rootfs pruned at start under a container: %v", err)
+	}
+	if body, _ := getFile(t, d, "k1", "/etc/passwd"); !strings.Contains(body, "root:") {
+		t.Fatalf("image file through the remounted overlay: %q", body)
+	}
+	// A moatd restart keeps the mount (one, not stacked).
+	d.Stop()
+	d.Restart()
+	if m := mountsUnder(t, dir); len(m) != 1 {
+		t.Fatalf("mounts after a restart: %v", m)
+	}
+	mustSucceed(t, d, d.Do("PUT", "/1.0/instances/k1/state", map[string]any{"action": "start"}))
+	if code, _ := execOut(t, d, "k1", "true"); code != 0 {
+		t.Fatal("exec in a container of a deleted image")
+	}
+	mustSucceed(t, d, d.Do("DELETE", "/1.0/instances/k1?force=true", nil))
+	if _, err := os.Stat(image); !os.IsNotExist(err) {
+		t.Fatalf("image rootfs left after its last container: %v", err)
 	}
 }

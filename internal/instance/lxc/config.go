@@ -39,6 +39,9 @@ func renderConfig(s *Spec, cg *cgroups) (string, error) {
 		hostname = s.Name
 	}
 	set("lxc.uts.name", hostname)
+	// The rootfs is the instance's overlay, mounted by moatd: it already
+	// shows the container's (shifted) ids, so it is bind-mounted as is,
+	// not idmapped again.
 	set("lxc.rootfs.path", "dir:"+s.Rootfs)
 	set("lxc.init.cmd", "/sbin/init")
 	halt := s.HaltSignal
@@ -77,9 +80,6 @@ func renderConfig(s *Spec, cg *cgroups) (string, error) {
 				}
 			}
 		}
-		// The image stays owned by host ids; the mount shows it through
-		// the container's map instead of chowning every file.
-		set("lxc.rootfs.options", "idmap=container")
 		if s.Nesting {
 			// A nested container manager writes sysctls and mounts proc.
 			set("lxc.mount.auto", "proc:rw sys:rw cgroup:rw:force")
