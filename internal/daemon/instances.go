@@ -340,15 +340,14 @@ func listRecursion(r *route.Request) (int, map[string]bool, error) {
 func (d *Daemon) listInstances(r *route.Request, project string) ([]loaded, error) {
 	var list []loaded
 	err := d.store.View(context.Background(), func(tx *store.Tx) error {
-		ins, err := tx.Instances(project)
-		if err != nil {
-			return err
-		}
-		if len(ins) == 0 && project != "" {
-			// Only an empty list can be that of a missing project (a 404).
+		if project != "" {
 			if _, err := tx.Project(project); err != nil {
 				return err
 			}
+		}
+		ins, err := tx.Instances(project)
+		if err != nil {
+			return err
 		}
 		profiles := map[string]map[string]store.Profile{} // instance project -> name -> profile
 		for _, in := range ins {
@@ -468,17 +467,6 @@ func (d *Daemon) checkInstanceConfig(r *route.Request, tx *store.Tx, cur map[str
 	ec := maps.Clone(l.EC)
 	maps.DeleteFunc(ec, func(k, _ string) bool { return config.IsVolatile(k) })
 	if err := config.CheckExpanded(ec, l.ED); err != nil {
-		return err
-	}
-	pools, err := tx.StoragePools()
-	if err != nil {
-		return err
-	}
-	poolNames := make([]string, len(pools))
-	for i, p := range pools {
-		poolNames[i] = p.Name
-	}
-	if err := config.CheckRootPool(l.ED, poolNames); err != nil {
 		return err
 	}
 	// Project restrictions and the delegation floor (package project).
@@ -1089,7 +1077,7 @@ func (d *Daemon) applyLive(old, l loaded) error {
 		return fmt.Errorf("config stored, applying limits to the running container failed: %w", err)
 	}
 	if err := nh.UpdateDevices(h); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
-		return fmt.Errorf("config stored; it applies at the next start: %w", err)
+		return fmt.Errorf("config stored; the device change was not applied to the running container and applies at the next start: %w", err)
 	}
 	return nil
 }
