@@ -340,14 +340,15 @@ func listRecursion(r *route.Request) (int, map[string]bool, error) {
 func (d *Daemon) listInstances(r *route.Request, project string) ([]loaded, error) {
 	var list []loaded
 	err := d.store.View(context.Background(), func(tx *store.Tx) error {
-		if project != "" {
-			if _, err := tx.Project(project); err != nil {
-				return err
-			}
-		}
 		ins, err := tx.Instances(project)
 		if err != nil {
 			return err
+		}
+		if len(ins) == 0 && project != "" {
+			// Only an empty list can be that of a missing project (a 404).
+			if _, err := tx.Project(project); err != nil {
+				return err
+			}
 		}
 		profiles := map[string]map[string]store.Profile{} // instance project -> name -> profile
 		for _, in := range ins {
