@@ -3,8 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,22 +107,31 @@ func limitsProcesses(v string) error {
 	return nil
 }
 
-// HostCPUs is the number of CPUs limits.cpu is checked against.
-var HostCPUs = runtime.NumCPU()
+// OnlineCPUsFile lists the host's online CPUs, what limits.cpu is checked
+// against. runtime.NumCPU() would not do: it counts only the CPUs moatd
+// itself may run on, which a service manager's affinity can narrow.
+var OnlineCPUsFile = "/sys/devices/system/cpu/online"
 
-// LimitsCPU accepts a CPU count from 1 to the host's CPUs, or a cpuset
-// ("0-3,5") naming only CPUs the host has.
-func LimitsCPU(v string) error {
-	if !strings.ContainsAny(v, ",-") {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return errors.New("must be a CPU count or a CPU set such as 0-3,5")
+// hostCPUs returns the host's online CPUs in file order and its text;
+// should the file be unreadable, the CPUs moatd may run on.
+func hostCPUs() ([]int, string) {
+	if b, err := os.ReadFile(OnlineCPUsFile); err == nil {
+		text := strings.TrimSpace(string(b))
+		if cpus, err := parseCPUSet(text); err == nil && len(cpus) > 0 {
+			return cpus, text
 		}
-		if n < 1 || n > HostCPUs {
-			return fmt.Errorf("CPU count must be from 1 to %d (the host's CPUs)", HostCPUs)
-		}
-		return nil
 	}
+	n := runtime.NumCPU()
+	cpus := make([]int, n)
+	for i := range cpus {
+		cpus[i] = i
+	}
+	return cpus, fmt.Sprintf("0-%d", n-1)
+}
+
+// parseCPUSet expands a cpuset list such as "0-3,5".
+func parseCPUSet(v string) ([]int, error) {
+	var out []int
 	for _, part := range strings.Split(v, ",") {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err1 := strconv.Atoi(lo)
@@ -129,11 +140,37 @@ func LimitsCPU(v string) error {
 		if isRange {
 			b, err2 = strconv.Atoi(hi)
 		}
-		if err1 != nil || err2 != nil || a < 0 || b < a {
-			return fmt.Errorf("bad CPU set element %q", part)
+		if err1 != nil || err2 != nil || a < 0 || b < a || b > 1<<16 {
+			return nil, fmt.Errorf("bad CPU set element %q", part)
 		}
-		if b >= HostCPUs {
-			return fmt.Errorf("CPU %d does not exist (the host has CPUs 0-%d)", b, HostCPUs-1)
+		for c := a; c <= b; c++ {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// LimitsCPU accepts a CPU count from 1 to the host's online CPUs, or a
+// cpuset ("0-3,5") naming only online CPUs.
+func LimitsCPU(v string) error {
+	online, text := hostCPUs()
+	if !strings.ContainsAny(v, ",-") {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errors.New("must be a CPU count or a CPU set such as 0-3,5")
+		}
+		if n < 1 || n > len(online) {
+			return fmt.Errorf("CPU count must be from 1 to %d (the host's online CPUs)", len(online))
+		}
+		return nil
+	}
+	cpus, err := parseCPUSet(v)
+	if err != nil {
+		return err
+	}
+	for _, c := range cpus {
+		if !slices.Contains(online, c) {
+			return fmt.Errorf("CPU %d is not an online CPU of the host (online: %s)", c, text)
 		}
 	}
 	return nil
@@ -382,6 +419,20 @@ func CheckExpanded(cfg map[string]string, devices map[string]map[string]string) 
 	}
 	if root == "" {
 		return errdefs.Invalidf("No root disk device: add a disk device with path \"/\" and a pool, directly or through a profile")
+	}
+	return nil
+}
+
+// CheckRootPool refuses a root disk whose pool is not one of pools (the
+// existing storage pools): the instance's storage would have nowhere to go.
+func CheckRootPool(devices map[string]map[string]string, pools []string) error {
+	for name, d := range devices {
+		if d["type"] != DeviceDisk || d["path"] != "/" {
+			continue
+		}
+		if !slices.Contains(pools, d["pool"]) {
+			return errdefs.Invalidf("Invalid device %q: key \"pool\": storage pool %q does not exist", name, d["pool"])
+		}
 	}
 	return nil
 }

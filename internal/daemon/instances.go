@@ -470,6 +470,17 @@ func (d *Daemon) checkInstanceConfig(r *route.Request, tx *store.Tx, cur map[str
 	if err := config.CheckExpanded(ec, l.ED); err != nil {
 		return err
 	}
+	pools, err := tx.StoragePools()
+	if err != nil {
+		return err
+	}
+	poolNames := make([]string, len(pools))
+	for i, p := range pools {
+		poolNames[i] = p.Name
+	}
+	if err := config.CheckRootPool(l.ED, poolNames); err != nil {
+		return err
+	}
 	// Project restrictions and the delegation floor (package project).
 	p, err := tx.Project(l.Project)
 	if err != nil {

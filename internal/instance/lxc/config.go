@@ -66,9 +66,16 @@ func renderConfig(s *Spec, cg *cgroups) (string, error) {
 	drops := capDropAll
 	if s.Privileged {
 		drops = append(append([]string(nil), capDropAll...), capDropPrivileged...)
-		// mixed: /proc/sys, /sys and the cgroup tree are read-only except
-		// the container's own cgroup and network sysctls.
-		set("lxc.mount.auto", "proc:mixed sys:mixed cgroup:mixed")
+		if s.Nesting {
+			// Only reachable when the admin forced privileged+nesting
+			// (security.privileged.allow_nesting): give what nesting
+			// means, or the forced key would silently do nothing.
+			set("lxc.mount.auto", "proc:rw sys:rw cgroup:rw:force")
+		} else {
+			// mixed: /proc/sys, /sys and the cgroup tree are read-only
+			// except the container's own cgroup and network sysctls.
+			set("lxc.mount.auto", "proc:mixed sys:mixed cgroup:mixed")
+		}
 	} else {
 		for _, e := range s.IDMap {
 			for _, kind := range []struct {
