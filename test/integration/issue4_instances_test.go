@@ -82,7 +82,9 @@ func TestInstancePutReplaces(t *testing.T) {
 	for name, mod := range map[string]func(*api.InstancePut){
 		"bad key":         func(p *api.InstancePut) { p.Config["bogus.key"] = "1" },
 		"missing profile": func(p *api.InstancePut) { p.Profiles = []string{"default", "nope"} },
-		"bad device":      func(p *api.InstancePut) { p.Devices = map[string]map[string]string{"x": {"type": "disk", "path": "/x", "source": "rel"}} },
+		"bad device": func(p *api.InstancePut) {
+			p.Devices = map[string]map[string]string{"x": {"type": "disk", "path": "/x", "source": "rel"}}
+		},
 	} {
 		p := after.InstancePut
 		p.Config = maps.Clone(after.Config)
