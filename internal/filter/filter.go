@@ -96,9 +96,16 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 
 func isKeyword(t token, kw string) bool { return !t.quoted && strings.EqualFold(t.text, kw) }
 
+// MaxLength bounds an expression: every clause compiles a regular
+// expression, and no client needs more than a few clauses.
+const MaxLength = 4096
+
 // Parse reads a filter expression; an empty one gives a nil Filter. Every
 // error is an errdefs.ErrInvalid whose text starts with "invalid filter:".
 func Parse(s string) (*Filter, error) {
+	if len(s) > MaxLength {
+		return nil, invalid("%d bytes, more than the %d allowed", len(s), MaxLength)
+	}
 	toks, err := tokenize(s)
 	if err != nil {
 		return nil, err
