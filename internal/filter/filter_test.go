@@ -116,6 +116,7 @@ func TestParseErrors(t *testing.T) {
 		"name eq c1 xor name eq c2": `got "xor"`,
 		"and name eq c1":            `expected a field name, got "and"`,
 		"'name' eq c1":              `expected a field name, got "name"`,
+		strings.Repeat("name eq c1 or ", 300) + "name eq c1": "more than the 4096 allowed",
 	}
 	for expr, want := range cases {
 		f, err := Parse(expr)
