@@ -6,8 +6,10 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"mime/multipart"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -255,5 +257,27 @@ func TestLXCClientSplitImageImport(t *testing.T) {
 	}
 	if out := lxc.run("list", "status=stopped", "--format=csv", "-c", "n"); strings.TrimSpace(out) != "s1" {
 		t.Fatalf("lxc list status=stopped:\n%s", out)
+	}
+	// The client filters again, so check that the server got the filter
+	// (and answered it) rather than the client doing all the work.
+	audit, err := os.ReadFile(filepath.Join(d.Dir, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var filters []string
+	for _, line := range strings.Split(strings.TrimSpace(string(audit)), "\n") {
+		var e struct {
+			Method, Path, Query string
+			Status              int
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Method != "GET" || e.Path != "/1.0/instances" {
+			continue
+		}
+		if q, err := url.ParseQuery(e.Query); err == nil && q.Get("filter") != "" && e.Status == 200 {
+			filters = append(filters, q.Get("filter"))
+		}
+	}
+	if !slices.Contains(filters, "status eq running") || !slices.Contains(filters, "status eq stopped") {
+		t.Fatalf("lxc list did not send its filters to the server; filtered lists: %q", filters)
 	}
 }
