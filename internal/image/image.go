@@ -6,8 +6,10 @@
 // An upload is unpacked into a private staging directory and moved into
 // place only once it is complete and valid: a corrupt or truncated archive,
 // an entry escaping the rootfs (a ".." component, an absolute name, a
-// hard link out of the tree, an entry reached through a symlink) or a
-// missing metadata.yaml is refused and leaves nothing behind.
+// hard link to anything but a regular file unpacked before it, an entry
+// reached through or replacing a symlink) or a missing metadata.yaml is
+// refused and leaves nothing behind. The unpacking never follows a
+// symlink: see extractor. Device nodes and FIFOs are skipped.
 package image
 
 import (
@@ -244,7 +246,8 @@ func unpack(file, stage string, withRootfs bool) (*Metadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := newExtractor(filepath.Join(stage, "rootfs"))
+	x := newExtractor(filepath.Join(stage, "rootfs"), "rootfs/")
+	defer x.close()
 	var meta *Metadata
 	tr := tar.NewReader(r)
 	for {
@@ -280,7 +283,9 @@ func unpack(file, stage string, withRootfs bool) (*Metadata, error) {
 				return nil, err
 			}
 		default:
-			// templates/ and anything else: not used by Moat.
+			// templates/ and anything else: not used by Moat, so never
+			// written anywhere (this is also all a split upload's
+			// metadata tarball gets: withRootfs is false there).
 		}
 	}
 	// A truncated gzip stream can end exactly at a tar block boundary;
@@ -310,7 +315,8 @@ func unpackRootfsOnly(file, dst string) error {
 	if err != nil {
 		return err
 	}
-	x := newExtractor(dst)
+	x := newExtractor(dst, "")
+	defer x.close()
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -357,114 +363,254 @@ func cleanName(n string) (string, error) {
 	return c, nil
 }
 
-// extractor unpacks entries below root. It never writes through a
-// symlink: an entry whose parent is a symlink unpacked earlier is refused,
-// and files are created with O_NOFOLLOW|O_EXCL after removing whatever
-// non-directory was there.
+// extractor unpacks archive entries beneath root without ever following a
+// symlink. The kernel resolves every path: openat2 from a descriptor of
+// root with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS refuses any component that
+// is a symlink (the archive's own or any other) and any escape, so the
+// result is a directory inside the staging tree or an error. Entries are
+// then created with *at calls relative to that parent descriptor, and
+// their owner and mode are set through a descriptor of the entry itself
+// (or with AT_SYMLINK_NOFOLLOW for symlinks), never by a path string.
 type extractor struct {
-	root     string
-	symlinks map[string]bool
-	any      bool
-	dirModes map[string]*tar.Header
+	root string
+	// prefix is how the archive names root: "rootfs/" in a unified
+	// tarball (hard link targets carry it), "" in a split rootfs tarball.
+	prefix string
+	rootFD int
+	any    bool
 }
 
-func newExtractor(root string) *extractor {
-	return &extractor{root: root, symlinks: map[string]bool{}, dirModes: map[string]*tar.Header{}}
+const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
+
+func newExtractor(root, prefix string) *extractor {
+	return &extractor{root: root, prefix: prefix, rootFD: -1}
 }
 
-func (x *extractor) add(rel string, hdr *tar.Header, r io.Reader) error {
-	if !x.any {
-		if err := os.Mkdir(x.root, 0o755); err != nil {
-			return err
-		}
-		x.any = true
+func (x *extractor) close() {
+	if x.rootFD >= 0 {
+		unix.Close(x.rootFD)
+		x.rootFD = -1
 	}
+}
+
+// name is the entry as the archive spells it, for error messages.
+func (x *extractor) name(rel string) string {
 	if rel == "" {
-		if hdr.Typeflag == tar.TypeDir {
-			return os.Chmod(x.root, os.FileMode(hdr.Mode)&os.ModePerm)
-		}
-		return nil
+		return strings.TrimSuffix(x.prefix, "/")
 	}
-	for p := path.Dir(rel); p != "."; p = path.Dir(p) {
-		if x.symlinks[p] {
-			return fmt.Errorf("%w: %q is reached through the symlink %q", ErrInvalid, "rootfs/"+rel, "rootfs/"+p)
+	return x.prefix + rel
+}
+
+// openat resolves rel beneath dirfd with no symlink anywhere in it.
+func openat(dirfd int, rel string, flags uint64, mode uint64) (int, error) {
+	for {
+		fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Mode: mode, Resolve: resolveBeneath})
+		if err != unix.EINTR && err != unix.EAGAIN {
+			return fd, err
 		}
 	}
-	target := filepath.Join(x.root, rel)
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+}
+
+// refused turns a resolution failure into the reason the entry is refused;
+// other errors (ENOSPC, EIO) are the daemon's problem and stay as they are.
+func (x *extractor) refused(rel string, err error) error {
+	switch {
+	case errors.Is(err, unix.ELOOP):
+		return fmt.Errorf("%w: %q is a symlink or is reached through one", ErrInvalid, x.name(rel))
+	case errors.Is(err, unix.ENOTDIR):
+		return fmt.Errorf("%w: a parent of %q is not a directory", ErrInvalid, x.name(rel))
+	case errors.Is(err, unix.EXDEV):
+		return fmt.Errorf("%w: %q escapes the image", ErrInvalid, x.name(rel))
+	}
+	return fmt.Errorf("unpacking %q: %w", x.name(rel), err)
+}
+
+// parent returns an O_PATH descriptor of rel's parent directory, creating
+// missing directories (archives need not list every parent) one component
+// at a time, each created and then opened relative to the one before.
+func (x *extractor) parent(rel string) (int, error) {
+	dir := path.Dir(rel)
+	fd, err := openat(x.rootFD, dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if !errors.Is(err, unix.ENOENT) {
+		return fd, err
+	}
+	cur, err := openat(x.rootFD, ".", unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return -1, err
+	}
+	for _, c := range strings.Split(dir, "/") {
+		if err := unix.Mkdirat(cur, c, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			unix.Close(cur)
+			return -1, err
+		}
+		next, err := openat(cur, c, unix.O_PATH|unix.O_DIRECTORY, 0)
+		unix.Close(cur)
+		if err != nil {
+			return -1, err
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// setAttrs gives an entry its owner, then its mode (chown clears setuid).
+func setAttrs(fd int, hdr *tar.Header) error {
+	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
 		return err
 	}
-	if hdr.Typeflag != tar.TypeDir {
-		if fi, err := os.Lstat(target); err == nil {
-			if fi.IsDir() {
-				return fmt.Errorf("%w: %q replaces a directory", ErrInvalid, "rootfs/"+rel)
-			}
-			os.Remove(target)
+	return unix.Fchmod(fd, uint32(hdr.Mode)&0o7777)
+}
+
+func (x *extractor) start() error {
+	if x.any {
+		return nil
+	}
+	if err := os.Mkdir(x.root, 0o755); err != nil {
+		return err
+	}
+	fd, err := unix.Open(x.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	x.rootFD, x.any = fd, true
+	return nil
+}
+
+// add unpacks one entry; rel is its cleaned name relative to root.
+func (x *extractor) add(rel string, hdr *tar.Header, r io.Reader) error {
+	if err := x.start(); err != nil {
+		return err
+	}
+	if hdr.Uid < 0 || hdr.Gid < 0 || hdr.Uid > idMax || hdr.Gid > idMax {
+		return fmt.Errorf("%w: %q has an invalid owner %d:%d", ErrInvalid, x.name(rel), hdr.Uid, hdr.Gid)
+	}
+	switch hdr.Typeflag {
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		// Skipped: a container's /dev comes from liblxc's autodev, and an
+		// upload does not get to plant device nodes (usable by host root
+		// on the daemon's side) in the image store.
+		return nil
+	case tar.TypeDir, tar.TypeReg, tar.TypeRegA, tar.TypeSymlink, tar.TypeLink:
+	default:
+		// Extended headers are consumed by archive/tar; anything else
+		// (GNU volume labels, unknown types) carries nothing to unpack.
+		return nil
+	}
+	if rel == "" {
+		if hdr.Typeflag != tar.TypeDir {
+			return fmt.Errorf("%w: %q is not a directory", ErrInvalid, x.name(rel))
+		}
+		return setAttrs(x.rootFD, hdr)
+	}
+	pfd, err := x.parent(rel)
+	if err != nil {
+		return x.refused(rel, err)
+	}
+	defer unix.Close(pfd)
+	base := path.Base(rel)
+	var st unix.Stat_t
+	exists := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+	switch {
+	case !exists:
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		if hdr.Typeflag != tar.TypeDir {
+			return fmt.Errorf("%w: %q replaces a directory", ErrInvalid, x.name(rel))
+		}
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK && hdr.Typeflag != tar.TypeSymlink:
+		// Replacing it would be harmless, but an archive that does this
+		// is built to make an extractor write through the link.
+		return fmt.Errorf("%w: %q would replace the symlink unpacked before it", ErrInvalid, x.name(rel))
+	case hdr.Typeflag == tar.TypeDir:
+		return fmt.Errorf("%w: directory %q replaces a file", ErrInvalid, x.name(rel))
+	default:
+		// A later entry for the same file wins, as with tar.
+		if err := unix.Unlinkat(pfd, base, 0); err != nil {
+			return x.refused(rel, err)
 		}
 	}
-	delete(x.symlinks, rel)
-	mode := uint32(hdr.Mode) & 0o7777
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return err
+		if !exists {
+			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+				return x.refused(rel, err)
+			}
 		}
-	case tar.TypeReg, tar.TypeRegA:
-		f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
+		fd, err := openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 		if err != nil {
-			return err
+			return x.refused(rel, err)
 		}
-		_, err = io.Copy(f, r)
+		defer unix.Close(fd)
+		return setAttrs(fd, hdr)
+	case tar.TypeReg, tar.TypeRegA:
+		fd, err := openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return x.refused(rel, err)
+		}
+		f := os.NewFile(uintptr(fd), x.name(rel))
+		if _, err := io.Copy(f, r); err != nil {
+			f.Close()
+			return fmt.Errorf("%w: corrupt or truncated archive: %v", ErrInvalid, err)
+		}
+		err = setAttrs(fd, hdr)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
-		if err != nil {
-			return fmt.Errorf("%w: corrupt or truncated archive: %v", ErrInvalid, err)
-		}
+		return err
 	case tar.TypeSymlink:
 		if strings.ContainsRune(hdr.Linkname, 0) || hdr.Linkname == "" {
-			return fmt.Errorf("%w: bad symlink target for %q", ErrInvalid, rel)
+			return fmt.Errorf("%w: bad symlink target for %q", ErrInvalid, x.name(rel))
 		}
 		// Absolute and relative targets are fine in a rootfs: they resolve
-		// inside the container. Nothing is ever written through them.
-		if err := os.Symlink(hdr.Linkname, target); err != nil {
-			return err
+		// inside the container, and nothing here ever follows them.
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return x.refused(rel, err)
 		}
-		x.symlinks[rel] = true
-	case tar.TypeLink:
-		ln, err := cleanName(hdr.Linkname)
-		if err != nil {
-			return err
-		}
-		ln = strings.TrimPrefix(strings.TrimPrefix(ln, "rootfs"), "/")
-		if ln == "" || x.symlinks[ln] {
-			return fmt.Errorf("%w: hard link %q points outside the rootfs or at a symlink", ErrInvalid, rel)
-		}
-		for p := path.Dir(ln); p != "."; p = path.Dir(p) {
-			if x.symlinks[p] {
-				return fmt.Errorf("%w: hard link %q is reached through a symlink", ErrInvalid, rel)
-			}
-		}
-		src := filepath.Join(x.root, ln)
-		if fi, err := os.Lstat(src); err != nil || !fi.Mode().IsRegular() {
-			return fmt.Errorf("%w: hard link %q points at a missing or non-regular file", ErrInvalid, rel)
-		}
-		return os.Link(src, target)
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		// Device nodes come from the container's autodev /dev; images
-		// do not get to plant them.
-		return nil
-	default:
-		return nil
+		return unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)
+	default: // tar.TypeLink
+		return x.link(rel, hdr.Linkname, pfd, base)
 	}
-	if err := os.Lchown(target, hdr.Uid, hdr.Gid); err != nil {
+}
+
+// link makes rel a hard link to an already unpacked regular file of the
+// same tree, resolved like every other path (no symlink in any component,
+// not a symlink itself) and linked from its descriptor.
+func (x *extractor) link(rel, linkname string, pfd int, base string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: hard link %q to %q: %s", ErrInvalid, x.name(rel), linkname, why)
+	}
+	ln, err := cleanName(linkname)
+	if err != nil {
+		return bad("the target is outside the image")
+	}
+	target, ok := strings.CutPrefix(ln, x.prefix)
+	if !ok || target == "" {
+		return bad("the target is outside the image's root filesystem")
+	}
+	if target == rel {
+		return bad("the entry links to itself")
+	}
+	tfd, err := openat(x.rootFD, target, unix.O_PATH, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return bad("no such file was unpacked before it")
+	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EXDEV):
+		return bad("the target is a symlink or is reached through one")
+	case err != nil:
+		return fmt.Errorf("unpacking %q: %w", x.name(rel), err)
+	}
+	defer unix.Close(tfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(tfd, &st); err != nil {
 		return err
 	}
-	if hdr.Typeflag != tar.TypeSymlink {
-		// After chown, which clears setuid bits.
-		if err := unix.Fchmodat(unix.AT_FDCWD, target, mode, 0); err != nil {
-			return err
-		}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return bad("the target is not a regular file")
+	}
+	if err := unix.Linkat(tfd, "", pfd, base, unix.AT_EMPTY_PATH); err != nil {
+		return x.refused(rel, err)
 	}
 	return nil
 }
+
+// idMax is the largest valid uid/gid ((uid_t)-1 means "no change").
+const idMax = 1<<32 - 2
