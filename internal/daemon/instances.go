@@ -268,8 +268,8 @@ func (d *Daemon) getInstances(r *route.Request) response.Response {
 	return response.Sync(out, nil)
 }
 
-// filtered keeps the objects that match f (all of them when f is nil).
-func filtered[T any](f *filter.Filter, objs []T) ([]T, error) {
+// filtered keeps the instances that match f (all of them when f is nil).
+func filtered(f *filter.Filter, objs []api.InstanceFull) ([]api.InstanceFull, error) {
 	if f == nil {
 		return objs, nil
 	}
@@ -387,8 +387,9 @@ func (d *Daemon) listInstances(r *route.Request, project string) ([]loaded, erro
 	return list, err
 }
 
-// forEach runs fn for 0..n-1 on up to GOMAXPROCS goroutines: each state
-// read is a few round trips to a container's monitor.
+// forEach runs fn for 0..n-1 on up to GOMAXPROCS goroutines: a cached
+// state read is a few preads, but the first one of a run asks the
+// container's monitor, a few round trips.
 func (d *Daemon) forEach(n int, fn func(i int)) {
 	if n <= 1 {
 		for i := 0; i < n; i++ {
