@@ -150,13 +150,7 @@ func (d *Daemon) getImages(r *route.Request) response.Response {
 		return response.Error(err)
 	}
 	if r.Recursion() > 0 {
-		if out == nil {
-			out = []api.Image{}
-		}
 		return response.Sync(out, nil)
-	}
-	if urls == nil {
-		urls = []string{}
 	}
 	return response.Sync(urls, nil)
 }
