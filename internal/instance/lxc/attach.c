@@ -265,7 +265,7 @@ static void wait_pid(pid_t pid)
 		;
 }
 
-void moat_attach(const struct moat_attach *a, struct moat_attach_result *r)
+int moat_attach_start(const struct moat_attach *a, struct moat_attach_result *r, pid_t *child)
 {
 	r->pid = 0;
 	r->master = -1;
@@ -276,26 +276,36 @@ void moat_attach(const struct moat_attach *a, struct moat_attach_result *r)
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		r->stage = MOAT_SOCKET;
 		r->err = errno;
-		return;
+		return -1;
 	}
 	// No Go signal handler may run in the children.
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid_t child = raw_fork(0);
-	if (child == 0) {
+	pid_t pid = raw_fork(0);
+	if (pid == 0) {
 		close(sv[0]);
 		join(a, sv[1]);
 	}
 	int fork_err = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
-	if (child < 0) {
+	if (pid < 0) {
 		close(sv[0]);
 		r->stage = MOAT_FORK;
 		r->err = fork_err;
-		return;
+		return -1;
 	}
+	*child = pid;
+	return sv[0];
+}
+
+void moat_attach_finish(int sock, pid_t child, int pty, struct moat_attach_result *r)
+{
+	r->pid = 0;
+	r->master = -1;
+	r->stage = MOAT_OK;
+	r->err = 0;
 
 	// Read until every copy of the socket is gone: the first child exits
 	// and the command closes it by exec (or dies).
@@ -307,7 +317,7 @@ void moat_attach(const struct moat_attach *a, struct moat_attach_result *r)
 			struct cmsghdr align;
 		} u;
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-		ssize_t n = recvmsg(sv[0], &mh, MSG_CMSG_CLOEXEC);
+		ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -341,9 +351,9 @@ void moat_attach(const struct moat_attach *a, struct moat_attach_result *r)
 		if (fd >= 0)
 			close(fd);
 	}
-	close(sv[0]);
+	close(sock);
 	wait_pid(child);
-	if (r->stage == MOAT_OK && (r->pid <= 0 || (a->pty && r->master < 0))) {
+	if (r->stage == MOAT_OK && (r->pid <= 0 || (pty && r->master < 0))) {
 		r->stage = MOAT_LOST; // a child died without saying why
 		r->err = EIO;
 	}

@@ -123,12 +123,19 @@ func freeCStrings(arr **C.char) {
 	C.free(unsafe.Pointer(arr))
 }
 
-// attachProcess starts the command; it is a child of this process. With
-// pty, master is the terminal's master side.
-func attachProcess(r *attachRequest) (pid int, master *os.File, err error) {
+// startedAttach is an attach whose first child runs.
+type startedAttach struct {
+	sock  C.int
+	child C.pid_t
+	pty   C.int
+}
+
+// startAttach forks the attaching child. Calls must not overlap (see
+// attach.h); the server makes them from its main loop only.
+func startAttach(r *attachRequest) (*startedAttach, error) {
 	filter, err := seccompProgram()
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	var a C.struct_moat_attach
 	a.pidfd = C.int(r.pidfd)
@@ -162,12 +169,30 @@ func attachProcess(r *attachRequest) (pid int, master *os.File, err error) {
 	a.rows, a.cols = C.ushort(r.rows), C.ushort(r.cols)
 
 	var res C.struct_moat_attach_result
-	C.moat_attach(&a, &res)
+	st := &startedAttach{pty: a.pty}
+	st.sock = C.moat_attach_start(&a, &res, &st.child)
+	if st.sock < 0 {
+		return nil, attachError(&res)
+	}
+	return st, nil
+}
+
+// finish waits until the command runs (or the attach failed) and returns
+// its pid; it is a child of this process. With a terminal, master is the
+// pty's master side. A container can make this take long (an exec from a
+// FUSE mount it serves, say), so it runs apart from the server's loop.
+func (st *startedAttach) finish() (pid int, master *os.File, err error) {
+	var res C.struct_moat_attach_result
+	C.moat_attach_finish(st.sock, st.child, st.pty, &res)
 	if res.stage != C.MOAT_OK {
-		return 0, nil, fmt.Errorf("%s: %w", attachStages[res.stage], syscall.Errno(res.err))
+		return 0, nil, attachError(&res)
 	}
 	if res.master >= 0 {
 		master = os.NewFile(uintptr(res.master), "ptmx")
 	}
 	return int(res.pid), master, nil
+}
+
+func attachError(res *C.struct_moat_attach_result) error {
+	return fmt.Errorf("%s: %w", attachStages[res.stage], syscall.Errno(res.err))
 }

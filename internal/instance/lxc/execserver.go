@@ -17,9 +17,11 @@ import (
 // The exec server ("forkexecd") is a long-lived helper serving every Exec
 // of the daemon over one SOCK_SEQPACKET socket. Starting a helper per exec
 // would cost more than the attach itself (a process start is ~2-4 ms on
-// this kind of machine). The server attaches from its main loop only, one
-// exec at a time (attach.c); its other goroutines only wait for children.
-// It makes no liblxc calls: each request brings what the attach needs.
+// this kind of machine). The server forks attaching children from its main
+// loop only (attach.h); waiting for each command to exec, and then to
+// exit, happens in a goroutine per command, so a container that stalls
+// its exec holds up no other. It makes no liblxc calls: each request
+// brings what the attach needs.
 //
 // Requests and replies are one JSON execMsg per packet. An exec request
 // carries a pidfd of the container's init and the command's stdin, stdout
@@ -114,23 +116,32 @@ func serveExec() int {
 				p.Signal(syscall.Signal(m.Signal))
 			}
 		case len(m.Command) > 0 && (len(files) == 4 || m.PTY && len(files) == 1):
-			p, master, err := attach(m, files)
-			if err != nil {
+			fail := func(id uint64, err error) {
 				var errno syscall.Errno
 				errors.As(err, &errno)
-				send(execMsg{ID: m.ID, Error: err.Error(), Errno: int(errno)})
+				send(execMsg{ID: id, Error: err.Error(), Errno: int(errno)})
+			}
+			st, err := startAttach(attachRequestOf(m, files))
+			if err != nil {
+				fail(m.ID, fmt.Errorf("attach to %s: %w", m.Name, err))
 				break
 			}
-			mu.Lock()
-			procs[m.ID] = p
-			mu.Unlock()
-			send(execMsg{ID: m.ID, PID: p.Pid, master: master})
-			if master != nil {
-				master.Close()
-			}
 			wg.Add(1)
-			go func(id uint64) {
+			go func(id uint64, name string) {
 				defer wg.Done()
+				pid, master, err := st.finish()
+				if err != nil {
+					fail(id, fmt.Errorf("attach to %s: %w", name, err))
+					return
+				}
+				p, _ := os.FindProcess(pid) // never fails on Linux
+				mu.Lock()
+				procs[id] = p
+				mu.Unlock()
+				send(execMsg{ID: id, PID: pid, master: master})
+				if master != nil {
+					master.Close()
+				}
 				code, err := waitCode(p)
 				mu.Lock()
 				delete(procs, id)
@@ -140,7 +151,7 @@ func serveExec() int {
 					return
 				}
 				send(execMsg{ID: id, Exit: &code})
-			}(m.ID)
+			}(m.ID, m.Name)
 		default:
 			send(execMsg{ID: m.ID, Error: "bad request"})
 		}
@@ -175,17 +186,16 @@ func receivedFds(oob []byte) []int {
 // defaultPath is searched for the command when the request sets no PATH.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// attach starts the command as a child of this process, so it can be
-// waited for and signalled here. files are init's pidfd, then stdin,
-// stdout and stderr unless the command gets a terminal.
-func attach(m execMsg, files []*os.File) (*os.Process, *os.File, error) {
+// attachRequestOf translates an exec request; files are init's pidfd,
+// then stdin, stdout and stderr unless the command gets a terminal.
+func attachRequestOf(m execMsg, files []*os.File) *attachRequest {
 	path := defaultPath
 	for _, e := range m.Env {
 		if p, ok := strings.CutPrefix(e, "PATH="); ok {
 			path = p
 		}
 	}
-	r := attachRequest{
+	r := &attachRequest{
 		pidfd: int(files[0].Fd()), privileged: m.Privileged, procs: m.Cgroups, capDrop: m.CapDrop,
 		argv: m.Command, env: m.Env, path: path, cwd: m.Cwd, uid: m.UID, gid: m.GID,
 		pty: m.PTY, rows: m.Rows, cols: m.Cols,
@@ -195,18 +205,7 @@ func attach(m execMsg, files []*os.File) (*os.Process, *os.File, error) {
 			r.stdio[i] = int(f.Fd())
 		}
 	}
-	pid, master, err := attachProcess(&r)
-	if err != nil {
-		return nil, nil, fmt.Errorf("attach to %s: %w", m.Name, err)
-	}
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		if master != nil {
-			master.Close()
-		}
-		return nil, nil, err
-	}
-	return p, master, nil
+	return r
 }
 
 // waitCode reaps p; death by signal N is reported as 128+N, the shell's
