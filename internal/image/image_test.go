@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/moat/moat/internal/testdaemon"
 )
 
 // ent is one archive entry; body is the content of a regular file.
@@ -112,8 +114,11 @@ func (v victim) untouched(t *testing.T) {
 	}
 }
 
+// openStore needs root: entries get their archive owners, and hard links
+// are made from descriptors (linkat AT_EMPTY_PATH).
 func openStore(t *testing.T) *Store {
 	t.Helper()
+	testdaemon.RequireRoot(t)
 	s, err := Open(filepath.Join(t.TempDir(), "images"))
 	if err != nil {
 		t.Fatal(err)
