@@ -1090,7 +1090,7 @@ func (d *Daemon) applyLive(old, l loaded) error {
 		return fmt.Errorf("config stored, applying limits to the running container failed: %w", err)
 	}
 	if err := nh.UpdateDevices(h); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
-		return fmt.Errorf("config stored; the device change was not applied to the running container and applies at the next start: %w", err)
+		return fmt.Errorf("config stored; it applies at the next start: %w", err)
 	}
 	return nil
 }

@@ -35,8 +35,13 @@
 // own limit.
 #define MOAT_HOTPLUG_MAX_LINKS 40
 
+// Set by moat_hotplug_walk when it refuses a symlink, for the message.
+static int moat_hotplug_badlink;
+
 static void moat_hotplug_fail(const char *op, const char *what, int err)
 {
+	if (moat_hotplug_badlink)
+		what = "the path crosses a symlink that container root does not own";
 	// stdout as well: liblxc keeps a hook's stdout in its log, not stderr.
 	fprintf(stderr, "%s: %s: %s\n", op, what, strerror(err));
 	fprintf(stdout, "%s: %s: %s\n", op, what, strerror(err));
@@ -132,6 +137,7 @@ static int moat_hotplug_walk(const char *path, int create, int dir, int *parent,
 			ssize_t n = readlinkat(fd, "", link, sizeof(link) - 1);
 			close(fd);
 			if (st.st_uid != 0) {
+				moat_hotplug_badlink = 1;
 				errno = EPERM;
 				goto fail;
 			}
@@ -362,9 +368,8 @@ static int moat_hotplug_op(int pidfd, int userns, const char *op)
 		return -1;
 	}
 	if (pid == 0) {
-		const char *what = op[0] == 'm' ? src : dst;
-		int r = op[0] == 'm' ? moat_hotplug_mount(pidfd, userns, op[1] == 'r', src, dst, what)
-				     : moat_hotplug_umount(pidfd, userns, dst, what);
+		int r = op[0] == 'm' ? moat_hotplug_mount(pidfd, userns, op[1] == 'r', src, dst, dst)
+				     : moat_hotplug_umount(pidfd, userns, dst, dst);
 		fflush(stdout);
 		_exit(r < 0 ? 1 : 0);
 	}

@@ -16,9 +16,10 @@ import (
 func TestReadonlyDiskRemount(t *testing.T) {
 	src := hostDir(t, 0o777)
 	spec := testSpec(t)
-	spec.Mounts = []Mount{{Source: src, Path: "/mnt/ro", ReadOnly: true}}
+	path := "/tmp/" + spec.Name + "-ro"
+	spec.Mounts = []Mount{{Source: src, Path: path, ReadOnly: true}}
 	c := startTest(t, spec)
-	assertLockedReadonly(t, c, src, "/mnt/ro")
+	assertLockedReadonly(t, c, src, path)
 }
 
 // assertLockedReadonly tries the remount attack on path and checks that
@@ -76,7 +77,9 @@ func TestHotplugDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startTest(t, testSpec(t))
-	rwPath, roPath := "/mnt/"+c.spec.Name+"-rw", "/mnt/"+c.spec.Name+" ro"
+	// Below /tmp: the shared test image is not shifted for the container
+	// (moatd's overlay rootfs is), and only its /tmp is world-writable.
+	rwPath, roPath := "/tmp/"+c.spec.Name+"-rw", "/tmp/"+c.spec.Name+" ro"
 	added, err := hotplug(t, c, func(s *Spec) {
 		s.Mounts = append(s.Mounts, Mount{Source: rw, Path: rwPath}, Mount{Source: ro, Path: roPath, ReadOnly: true})
 	})
@@ -149,7 +152,7 @@ func TestHotplugSymlinkPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startTest(t, testSpec(t))
-	userLink, rootLink, good := "/tmp/"+c.spec.Name+"-user", "/tmp/"+c.spec.Name+"-root", "/mnt/"+c.spec.Name+"-good"
+	userLink, rootLink, good := "/tmp/"+c.spec.Name+"-user", "/tmp/"+c.spec.Name+"-root", "/tmp/"+c.spec.Name+"-good"
 	t.Cleanup(func() { run(t, c, "rm", "-f", userLink, rootLink) })
 	if code, _, errOut := run(t, c, "sh", "-c", "ln -s /etc "+userLink+" && chown -h 1000:1000 "+userLink+" && ln -s /etc "+rootLink); code != 0 {
 		t.Fatal(errOut)
