@@ -494,18 +494,44 @@ func (d *Daemon) checkInstanceConfig(r *route.Request, tx *store.Tx, cur map[str
 	return d.checkInstanceLimits(tx, p, l)
 }
 
-// allocations lists the isolated blocks of every instance but skip.
+// allocations lists the isolated blocks of every instance but skip. A
+// block's size is the expanded security.idmap.size (a profile may set it),
+// so instances are expanded, each profile read once.
 func allocations(tx *store.Tx, skipProject, skipName string) ([]instance.Allocation, error) {
 	all, err := tx.Instances("")
 	if err != nil {
 		return nil, err
 	}
+	profileProject := map[string]string{}
+	profiles := map[[2]string]store.Profile{}
 	var out []instance.Allocation
 	for _, in := range all {
 		if in.Project == skipProject && in.Name == skipName {
 			continue
 		}
-		if a, ok := instance.AllocationOf(in.Config); ok {
+		if _, ok := instance.AllocationOf(in.Config); !ok {
+			continue // no block recorded, whatever the profiles say
+		}
+		pp, ok := profileProject[in.Project]
+		if !ok {
+			if pp, err = featureProject(tx, in.Project, "profiles"); err != nil {
+				return nil, err
+			}
+			profileProject[in.Project] = pp
+		}
+		var ps []store.Profile
+		for _, name := range in.Profiles {
+			p, ok := profiles[[2]string{pp, name}]
+			if !ok {
+				if p, err = tx.Profile(pp, name); err != nil {
+					return nil, err
+				}
+				profiles[[2]string{pp, name}] = p
+			}
+			ps = append(ps, p)
+		}
+		ec, _ := instance.Expand(ps, in.Config, nil)
+		if a, ok := instance.AllocationOf(ec); ok {
 			out = append(out, a)
 		}
 	}
@@ -524,7 +550,7 @@ func (d *Daemon) assignIDMap(tx *store.Tx, l *loaded) error {
 		return err
 	}
 	var cur *instance.Allocation
-	if a, ok := instance.AllocationOf(l.Config); ok {
+	if a, ok := instance.AllocationOf(l.EC); ok {
 		cur = &a
 	}
 	set, base, err := instance.ComputeIDMap(d.ct.host, l.EC, cur, others)

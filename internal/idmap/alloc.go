@@ -68,3 +68,18 @@ func (h Host) Isolated(base, size int64) Set {
 		{Isgid: true, Hostid: h.GID.Base + off, Nsid: 0, Maprange: size},
 	}
 }
+
+// Fits reports whether an isolated map of size ids at base lies inside
+// host, above the reserved start, and overlaps none of existing: whether
+// a container may keep the block it has.
+func Fits(host Range, base, size int64, existing []Range) bool {
+	if size <= 0 || base < host.Base+reserved || base+size > host.End() {
+		return false
+	}
+	for _, e := range existing {
+		if e.Size > 0 && base < e.End() && e.Base < base+size {
+			return false
+		}
+	}
+	return true
+}

@@ -319,3 +319,26 @@ func FuzzParseRaw(f *testing.F) {
 		}
 	})
 }
+
+func TestFits(t *testing.T) {
+	host := Range{Base: 1000000, Size: 1000000}
+	taken := []Range{{Base: 1131072, Size: 65536}, {Base: 1300000, Size: 0}}
+	for _, c := range []struct {
+		base, size int64
+		want       bool
+	}{
+		{1065536, 65536, true},
+		{1065536, 65537, false}, // runs into the taken block
+		{1196608, 65536, true},  // right after it
+		{1131071, 1, true},
+		{1196607, 1, false},
+		{1000000, 65536, false}, // the reserved start
+		{1934464, 65536, true},  // ends at the host's end
+		{1934465, 65536, false},
+		{1065536, 0, false},
+	} {
+		if got := Fits(host, c.base, c.size, taken); got != c.want {
+			t.Errorf("Fits(%d, %d) = %v, want %v", c.base, c.size, got, c.want)
+		}
+	}
+}

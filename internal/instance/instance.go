@@ -78,24 +78,29 @@ func ValidName(name string) error {
 // Allocation is an isolated map's host uid block.
 type Allocation struct{ Base, Size int64 }
 
-// AllocationOf reads the isolated block recorded in an instance's volatile
-// keys; ok is false for instances without an isolated map.
-func AllocationOf(cfg map[string]string) (Allocation, bool) {
-	base, err := strconv.ParseInt(cfg["volatile.idmap.base"], 10, 64)
-	if err != nil || base == 0 {
+// AllocationOf is the isolated block an instance holds, from its expanded
+// config: exactly [volatile.idmap.base, base+security.idmap.size). ok is
+// false for instances without one (privileged, or sharing the host block).
+//
+// The recorded map is not read: raw.idmap entries cut container ids out of
+// the block and map host ids outside the subordinate range, so measuring
+// the map would count a high LDAP uid as allocated (exhausting the range
+// for everyone) or miss the block's last ids when raw.idmap remaps them.
+func AllocationOf(ec map[string]string) (Allocation, bool) {
+	base, err := strconv.ParseInt(ec["volatile.idmap.base"], 10, 64)
+	if err != nil || base <= 0 || config.IsTrue(ec["security.privileged"]) {
 		return Allocation{}, false
 	}
-	set, err := idmap.ParseJSON(cfg["volatile.idmap.next"])
-	if err != nil {
-		return Allocation{}, false
+	return Allocation{Base: base, Size: idmapSize(ec)}, true
+}
+
+// idmapSize is security.idmap.size (validated by package config) or the
+// default.
+func idmapSize(ec map[string]string) int64 {
+	if n, err := strconv.ParseInt(ec["security.idmap.size"], 10, 64); err == nil && n > 0 {
+		return n
 	}
-	end := base
-	for _, e := range set {
-		if e.Isuid && e.Hostid >= base {
-			end = max(end, e.Hostid+e.Maprange)
-		}
-	}
-	return Allocation{Base: base, Size: end - base}, end > base
+	return idmap.DefaultIsolatedSize
 }
 
 // ComputeIDMap returns the map an instance gets with expanded config ec
@@ -109,10 +114,7 @@ func ComputeIDMap(host idmap.Host, ec map[string]string, cur *Allocation, others
 	var set idmap.Set
 	var base int64
 	isolated := config.IsTrue(ec["security.idmap.isolated"])
-	size := int64(idmap.DefaultIsolatedSize)
-	if v := ec["security.idmap.size"]; v != "" {
-		size, _ = strconv.ParseInt(v, 10, 64)
-	}
+	size := idmapSize(ec)
 	switch {
 	case ec["security.idmap.base"] != "":
 		base, _ = strconv.ParseInt(ec["security.idmap.base"], 10, 64)
@@ -122,13 +124,17 @@ func ComputeIDMap(host idmap.Host, ec map[string]string, cur *Allocation, others
 		}
 		set = host.Isolated(base, size)
 	case isolated:
-		if cur != nil && cur.Size == size {
+		var taken []idmap.Range
+		for _, o := range others {
+			taken = append(taken, idmap.Range{Base: o.Base, Size: o.Size})
+		}
+		// The block stays where it is while it still fits, so a config
+		// change that leaves security.idmap.* alone never moves it:
+		// files the container wrote are owned by its host ids, and a
+		// new base would leave them owned by ids it no longer maps.
+		if cur != nil && idmap.Fits(host.Allocatable(), cur.Base, size, taken) {
 			base = cur.Base
 		} else {
-			var taken []idmap.Range
-			for _, o := range others {
-				taken = append(taken, idmap.Range{Base: o.Base, Size: o.Size})
-			}
 			b, err := idmap.AllocateIsolated(host.Allocatable(), size, taken)
 			if err != nil {
 				return nil, 0, errdefs.Conflictf("Cannot allocate an isolated ID map of %d ids: %v", size, err)
