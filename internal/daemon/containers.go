@@ -37,7 +37,6 @@ type containers struct {
 	// before the next one reads.
 	allocMu sync.Mutex
 	locks   sync.Map // project/name -> *sync.Mutex
-	watches watches  // stops from inside (watch.go)
 }
 
 // instLock serialises lifecycle changes of one instance.
@@ -158,7 +157,6 @@ func (d *Daemon) initContainers(ctx context.Context) error {
 			}
 		}
 	}
-	d.watchRunning(instances)
 	return nil
 }
 
