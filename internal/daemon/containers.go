@@ -37,6 +37,7 @@ type containers struct {
 	// before the next one reads.
 	allocMu sync.Mutex
 	locks   sync.Map // project/name -> *sync.Mutex
+	watches watches  // stops from inside (watch.go)
 }
 
 // instLock serialises lifecycle changes of one instance.
@@ -157,6 +158,7 @@ func (d *Daemon) initContainers(ctx context.Context) error {
 			}
 		}
 	}
+	d.watchRunning(instances)
 	return nil
 }
 

@@ -210,6 +210,7 @@ func (d *Daemon) Start() error {
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.router.ShutDown()
 	d.ops.Shutdown(10 * time.Second)
+	d.stopWatching() // containers keep running
 	d.bus.Close()
 	var errs []error
 	if err := d.stopHTTPS(ctx); err != nil {

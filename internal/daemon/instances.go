@@ -800,6 +800,7 @@ func (d *Daemon) startLocked(project, name string, requestor *api.Requestor) err
 		}
 		return err
 	}
+	d.watchInit(project, name, h)
 	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
 		in, err := tx.Instance(project, name)
 		if err != nil {
