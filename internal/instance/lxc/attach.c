@@ -259,6 +259,28 @@ static void __attribute__((noreturn)) join(const struct moat_attach *a, int sock
 	_exit(0);
 }
 
+// The first child shares this process's memory (CLONE_VM|CLONE_VFORK)
+// rather than copying its page tables (~0.5 ms less per exec): the calling
+// thread is suspended until the child exits, and the child touches nothing
+// but this stack (calls to moat_attach_start never overlap) and that
+// thread's errno. The container cannot hold it up: it stays in the host's
+// pid namespace, invisible to the container's processes, and only joins
+// cgroups whose freezer the container's root cannot write (the payload
+// cgroup itself, not one it created).
+static char join_stack[64 * 1024] __attribute__((aligned(16)));
+
+struct join_args {
+	const struct moat_attach *a;
+	int parent_end, child_end;
+};
+
+static int join_entry(void *p)
+{
+	struct join_args *ja = p;
+	close(ja->parent_end);
+	join(ja->a, ja->child_end);
+}
+
 static void wait_pid(pid_t pid)
 {
 	while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
@@ -282,11 +304,8 @@ int moat_attach_start(const struct moat_attach *a, struct moat_attach_result *r,
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid_t pid = raw_fork(0);
-	if (pid == 0) {
-		close(sv[0]);
-		join(a, sv[1]);
-	}
+	struct join_args ja = { a, sv[0], sv[1] };
+	pid_t pid = clone(join_entry, join_stack + sizeof(join_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &ja);
 	int fork_err = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
