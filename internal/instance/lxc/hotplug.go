@@ -74,9 +74,7 @@ func startHook(s *Spec) string {
 	if len(binds) == 0 {
 		return ""
 	}
-	slices.SortStableFunc(binds, func(a, b bind) int {
-		return strings.Count(a.path, "/") - strings.Count(b.path, "/")
-	})
+	slices.SortStableFunc(binds, func(a, b bind) int { return pathDepth(a.path) - pathDepth(b.path) })
 	ops := []string{"/proc/$PPID/exe", helperHotplug, "env", userMode(s)}
 	for _, b := range binds {
 		ops = append(ops, bindOp(b.source, b.path, b.ro))
@@ -149,59 +147,66 @@ func (c *Container) UpdateDevices(prev *Container) error {
 		}
 	}
 
-	var undo []func() error
-	fail := func(err error) error {
-		errs := []error{fmt.Errorf("%w: %w", ErrHotplug, err)}
-		for i := len(undo) - 1; i >= 0; i-- {
-			if uerr := undo[i](); uerr != nil {
-				errs = append(errs, fmt.Errorf("undoing a step failed, the container is left half-changed: %w", uerr))
-			}
-		}
-		return errors.Join(errs...)
-	}
 	li, prevSpec := c.live, &prev.spec
-	// Removals first: a changed device keeps its path.
+	type step struct {
+		path     string
+		do, undo func() error
+	}
+	var removals, additions []step
 	for _, m := range oldM {
-		if err := runHotplug(li, &c.spec, unbindOp(m.Path)); err != nil {
-			return fail(err)
-		}
-		undo = append(undo, func() error { return runHotplug(li, prevSpec, bindOp(m.Source, m.Path, m.ReadOnly)) })
+		removals = append(removals, step{m.Path,
+			func() error { return runHotplug(li, &c.spec, unbindOp(m.Path)) },
+			func() error { return runHotplug(li, prevSpec, bindOp(m.Source, m.Path, m.ReadOnly)) }})
 	}
 	for _, d := range oldD {
 		if !allowedBy(d, c.spec.Devices) {
-			if err := writeDeviceRule(devDir, "devices.deny", d, false); err != nil {
-				return fail(err)
-			}
-			undo = append(undo, func() error { return writeDeviceRule(devDir, "devices.allow", d, true) })
+			removals = append(removals, step{d.Path,
+				func() error { return writeDeviceRule(devDir, "devices.deny", d, false) },
+				func() error { return writeDeviceRule(devDir, "devices.allow", d, true) }})
 		}
-		if err := c.unbindNode(li, d); err != nil {
-			return fail(err)
-		}
-		undo = append(undo, func() error { return c.bindNode(li, d) })
+		removals = append(removals, step{d.Path,
+			func() error { return c.unbindNode(li, d) },
+			func() error { return c.bindNode(li, d) }})
 	}
 	for _, d := range newD {
-		if err := writeDeviceRule(devDir, "devices.allow", d, true); err != nil {
-			return fail(err)
-		}
-		undo = append(undo, func() error {
-			if allowedBy(d, prev.spec.Devices) {
-				return nil
-			}
-			return writeDeviceRule(devDir, "devices.deny", d, false)
-		})
-		if err := c.bindNode(li, d); err != nil {
-			return fail(err)
-		}
-		undo = append(undo, func() error { return c.unbindNode(li, d) })
+		additions = append(additions, step{d.Path,
+			func() error { return writeDeviceRule(devDir, "devices.allow", d, true) },
+			func() error {
+				if allowedBy(d, prev.spec.Devices) {
+					return nil
+				}
+				return writeDeviceRule(devDir, "devices.deny", d, false)
+			}})
+		additions = append(additions, step{d.Path,
+			func() error { return c.bindNode(li, d) },
+			func() error { return c.unbindNode(li, d) }})
 	}
 	for _, m := range newM {
-		if err := runHotplug(li, &c.spec, bindOp(m.Source, m.Path, m.ReadOnly)); err != nil {
-			return fail(err)
+		additions = append(additions, step{m.Path,
+			func() error { return runHotplug(li, &c.spec, bindOp(m.Source, m.Path, m.ReadOnly)) },
+			func() error { return runHotplug(li, &c.spec, unbindOp(m.Path)) }})
+	}
+	// As at start, what lies below another mount goes on after it and
+	// comes off before it. Removals first: a changed device keeps its path.
+	slices.SortStableFunc(removals, func(a, b step) int { return pathDepth(b.path) - pathDepth(a.path) })
+	slices.SortStableFunc(additions, func(a, b step) int { return pathDepth(a.path) - pathDepth(b.path) })
+	var done []step
+	for _, st := range append(removals, additions...) {
+		if err := st.do(); err != nil {
+			errs := []error{fmt.Errorf("%w: %w", ErrHotplug, err)}
+			for i := len(done) - 1; i >= 0; i-- {
+				if uerr := done[i].undo(); uerr != nil {
+					errs = append(errs, fmt.Errorf("undoing a step failed, the container is left half-changed: %w", uerr))
+				}
+			}
+			return errors.Join(errs...)
 		}
-		undo = append(undo, func() error { return runHotplug(li, &c.spec, unbindOp(m.Path)) })
+		done = append(done, st)
 	}
 	return nil
 }
+
+func pathDepth(p string) int { return strings.Count(p, "/") }
 
 // onlyIn lists the elements of a that are not in b.
 func onlyIn[T comparable](a, b []T) []T {

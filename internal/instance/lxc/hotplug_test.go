@@ -297,3 +297,31 @@ func BenchmarkHotplugDisk(b *testing.B) {
 		}
 	}
 }
+
+// TestHotplugNested: a disk below another one added in the same change is
+// mounted after it (else the outer mount would hide it) and comes off
+// first, whatever order the spec lists them in.
+func TestHotplugNested(t *testing.T) {
+	outer, inner := hostDir(t, 0o777), hostDir(t, 0o755)
+	if err := os.WriteFile(filepath.Join(inner, "data"), []byte("inner\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startTest(t, testSpec(t))
+	top := "/tmp/" + c.spec.Name + "-outer"
+	added, err := hotplug(t, c, func(s *Spec) {
+		s.Mounts = []Mount{{Source: inner, Path: top + "/in", ReadOnly: true}, {Source: outer, Path: top}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, out, errOut := run(t, c, "cat", top+"/in/data"); out != "inner\n" {
+		t.Fatalf("nested disk: %q %s", out, errOut)
+	}
+	if _, err := hotplug(t, added, func(s *Spec) { s.Mounts = nil }); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := run(t, c, "cat", "/proc/self/mountinfo")
+	if strings.Contains(out, top) {
+		t.Fatalf("mounts left after removal:\n%s", out)
+	}
+}
