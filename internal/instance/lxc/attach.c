@@ -2,10 +2,11 @@
 // namespaces, cgroups and confinement without asking liblxc or the
 // container's monitor anything. Everything it needs comes with the call.
 //
-// The caller is a multi-threaded Go process, so both children only make
-// raw system calls: no malloc, no glibc wrappers that coordinate threads
-// (set*id broadcast to all threads in glibc; those threads do not exist
-// in a child).
+// The caller is a multi-threaded Go process. The first child shares its
+// memory and makes only raw system calls (sys below). The command's
+// process is a copy and makes only async-signal-safe calls: no malloc, and
+// set*id as raw system calls, since glibc's wrappers broadcast them to
+// threads that do not exist in a child.
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,7 +14,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,6 +32,26 @@
 #include <linux/seccomp.h>
 
 #include "attach.h"
+
+// sys makes a system call without touching errno, returning -errno on
+// failure: the first child shares the caller's memory, including the
+// calling thread's errno and glibc's per-thread cancellation state, which
+// libc wrappers write.
+static long sys(long nr, long a1, long a2, long a3, long a4, long a5)
+{
+#ifdef __x86_64__
+	long ret;
+	register long r10 __asm__("r10") = a4;
+	register long r8 __asm__("r8") = a5;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8)
+			 : "rcx", "r11", "memory");
+	return ret;
+#else
+#error "the attach is written for x86_64 (see also seccomp.go)"
+#endif
+}
 
 enum { MSG_PID = 1, MSG_FAIL, MSG_MASTER };
 
@@ -59,19 +82,20 @@ static void report(int sock, int kind, int stage, int val, int fd)
 		c->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	}
-	while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
+	while (sys(SYS_sendmsg, sock, (long)&mh, MSG_NOSIGNAL, 0, 0) == -EINTR)
 		;
+}
+
+static void __attribute__((noreturn)) fail_with(int sock, int stage, int err)
+{
+	report(sock, MSG_FAIL, stage, err, -1);
+	for (;;)
+		sys(SYS_exit_group, 126, 0, 0, 0, 0);
 }
 
 static void __attribute__((noreturn)) fail(int sock, int stage)
 {
-	report(sock, MSG_FAIL, stage, errno, -1);
-	_exit(126);
-}
-
-static pid_t raw_fork(unsigned long flags)
-{
-	return syscall(SYS_clone, flags | SIGCHLD, 0, NULL, NULL, 0);
+	fail_with(sock, stage, errno);
 }
 
 static int open_beneath(const char *path)
@@ -238,36 +262,41 @@ static void __attribute__((noreturn)) run_command(const struct moat_attach *a, i
 // namespace.
 static void __attribute__((noreturn)) join(const struct moat_attach *a, int sock)
 {
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		fail(sock, MOAT_SETNS);
+	long ret = sys(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
+	if (ret < 0)
+		fail_with(sock, MOAT_SETNS, -ret);
 	// cgroup.procs is written before entering the cgroup namespace, where
 	// the host's paths would no longer resolve.
 	for (char **p = a->cgroup_procs; *p; p++) {
-		int fd = open(*p, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, "0", 1) != 1)
-			fail(sock, MOAT_CGROUP);
-		close(fd);
+		long fd = sys(SYS_openat, AT_FDCWD, (long)*p, O_WRONLY | O_CLOEXEC, 0, 0);
+		if (fd < 0)
+			fail_with(sock, MOAT_CGROUP, -fd);
+		ret = sys(SYS_write, fd, (long)"0", 1, 0, 0);
+		if (ret != 1)
+			fail_with(sock, MOAT_CGROUP, ret < 0 ? -ret : EIO);
+		sys(SYS_close, fd, 0, 0, 0, 0);
 	}
-	if (setns(a->pidfd, a->nsflags) < 0)
-		fail(sock, MOAT_SETNS);
-	pid_t pid = raw_fork(CLONE_PARENT);
+	ret = sys(SYS_setns, a->pidfd, a->nsflags, 0, 0, 0);
+	if (ret < 0)
+		fail_with(sock, MOAT_SETNS, -ret);
+	// A copy of this memory from here on: the command may use libc.
+	long pid = sys(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
 	if (pid < 0)
-		fail(sock, MOAT_FORK);
+		fail_with(sock, MOAT_FORK, -pid);
 	if (pid == 0)
 		run_command(a, sock);
 	report(sock, MSG_PID, 0, pid, -1);
-	_exit(0);
+	for (;;)
+		sys(SYS_exit_group, 0, 0, 0, 0, 0);
 }
 
-// The first child shares this process's memory (CLONE_VM|CLONE_VFORK)
-// rather than copying its page tables (~0.5 ms less per exec): the calling
-// thread is suspended until the child exits, and the child touches nothing
-// but this stack (calls to moat_attach_start never overlap) and that
-// thread's errno. The container cannot hold it up: it stays in the host's
-// pid namespace, invisible to the container's processes, and only joins
-// cgroups whose freezer the container's root cannot write (the payload
-// cgroup itself, not one it created).
-static char join_stack[64 * 1024] __attribute__((aligned(16)));
+// The first child shares this process's memory (CLONE_VM) rather than
+// copying its page tables, which saves ~0.5 ms per exec. It runs on a
+// stack of its own, makes only raw system calls (sys) and touches nothing
+// but that stack and the request (kept until moat_attach_finish). The
+// caller does not wait for it (no CLONE_VFORK): whatever the container
+// does to it cannot hold up the exec server's loop.
+#define JOIN_STACK (64 * 1024)
 
 struct join_args {
 	const struct moat_attach *a;
@@ -277,7 +306,7 @@ struct join_args {
 static int join_entry(void *p)
 {
 	struct join_args *ja = p;
-	close(ja->parent_end);
+	sys(SYS_close, ja->parent_end, 0, 0, 0, 0);
 	join(ja->a, ja->child_end);
 }
 
@@ -287,7 +316,7 @@ static void wait_pid(pid_t pid)
 		;
 }
 
-int moat_attach_start(const struct moat_attach *a, struct moat_attach_result *r, pid_t *child)
+int moat_attach_start(const struct moat_attach *a, struct moat_attach_result *r, pid_t *child, void **stack)
 {
 	r->pid = 0;
 	r->master = -1;
@@ -300,26 +329,43 @@ int moat_attach_start(const struct moat_attach *a, struct moat_attach_result *r,
 		r->err = errno;
 		return -1;
 	}
+	// The stack, with a guard page below it and the child's arguments at
+	// its top.
+	char *mem = mmap(NULL, JOIN_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (mem == MAP_FAILED || mprotect(mem, 4096, PROT_NONE) < 0) {
+		r->stage = MOAT_FORK;
+		r->err = errno;
+		if (mem != MAP_FAILED)
+			munmap(mem, JOIN_STACK);
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	struct join_args *ja = (struct join_args *)(mem + JOIN_STACK) - 1;
+	*ja = (struct join_args){ a, sv[0], sv[1] };
+	char *top = (char *)((uintptr_t)ja & ~(uintptr_t)15);
+
 	// No Go signal handler may run in the children.
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	struct join_args ja = { a, sv[0], sv[1] };
-	pid_t pid = clone(join_entry, join_stack + sizeof(join_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, &ja);
+	pid_t pid = clone(join_entry, top, CLONE_VM | SIGCHLD, ja);
 	int fork_err = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
 	if (pid < 0) {
+		munmap(mem, JOIN_STACK);
 		close(sv[0]);
 		r->stage = MOAT_FORK;
 		r->err = fork_err;
 		return -1;
 	}
 	*child = pid;
+	*stack = mem;
 	return sv[0];
 }
 
-void moat_attach_finish(int sock, pid_t child, int pty, struct moat_attach_result *r)
+void moat_attach_finish(int sock, pid_t child, void *stack, int pty, struct moat_attach_result *r)
 {
 	r->pid = 0;
 	r->master = -1;
@@ -372,6 +418,7 @@ void moat_attach_finish(int sock, pid_t child, int pty, struct moat_attach_resul
 	}
 	close(sock);
 	wait_pid(child);
+	munmap(stack, JOIN_STACK);
 	if (r->stage == MOAT_OK && (r->pid <= 0 || (pty && r->master < 0))) {
 		r->stage = MOAT_LOST; // a child died without saying why
 		r->err = EIO;

@@ -123,28 +123,29 @@ func freeCStrings(arr **C.char) {
 	C.free(unsafe.Pointer(arr))
 }
 
-// startedAttach is an attach whose first child runs.
+// startedAttach is an attach whose first child runs. The request stays
+// in C memory until finish: that child reads it from this process's
+// memory.
 type startedAttach struct {
+	req   *C.struct_moat_attach
 	sock  C.int
 	child C.pid_t
-	pty   C.int
+	stack unsafe.Pointer
 }
 
-// startAttach forks the attaching child. Calls must not overlap (see
+// startAttach starts the attaching child. Calls must not overlap (see
 // attach.h); the server makes them from its main loop only.
 func startAttach(r *attachRequest) (*startedAttach, error) {
 	filter, err := seccompProgram()
 	if err != nil {
 		return nil, err
 	}
-	var a C.struct_moat_attach
+	a := (*C.struct_moat_attach)(C.calloc(1, C.size_t(unsafe.Sizeof(C.struct_moat_attach{}))))
 	a.pidfd = C.int(r.pidfd)
 	a.nsflags = C.int(attachNamespaces(r.privileged))
 	a.cgroup_procs = cStrings(r.procs)
-	defer freeCStrings(a.cgroup_procs)
 	if len(r.capDrop) > 0 {
 		caps := (*C.int)(C.malloc(C.size_t(len(r.capDrop)) * C.size_t(unsafe.Sizeof(C.int(0)))))
-		defer C.free(unsafe.Pointer(caps))
 		for i, c := range r.capDrop {
 			unsafe.Slice(caps, len(r.capDrop))[i] = C.int(c)
 		}
@@ -152,13 +153,9 @@ func startAttach(r *attachRequest) (*startedAttach, error) {
 	}
 	a.filter, a.filter_len = filter.prog, filter.len
 	a.argv = cStrings(r.argv)
-	defer freeCStrings(a.argv)
 	a.envp = cStrings(r.env)
-	defer freeCStrings(a.envp)
 	a.path = C.CString(r.path)
-	defer C.free(unsafe.Pointer(a.path))
 	a.cwd = C.CString(r.cwd)
-	defer C.free(unsafe.Pointer(a.cwd))
 	a.uid, a.gid = C.uid_t(r.uid), C.gid_t(r.gid)
 	for i, fd := range r.stdio {
 		a.stdio[i] = C.int(fd)
@@ -168,13 +165,25 @@ func startAttach(r *attachRequest) (*startedAttach, error) {
 	}
 	a.rows, a.cols = C.ushort(r.rows), C.ushort(r.cols)
 
+	st := &startedAttach{req: a}
 	var res C.struct_moat_attach_result
-	st := &startedAttach{pty: a.pty}
-	st.sock = C.moat_attach_start(&a, &res, &st.child)
+	st.sock = C.moat_attach_start(a, &res, &st.child, &st.stack)
 	if st.sock < 0 {
+		st.free()
 		return nil, attachError(&res)
 	}
 	return st, nil
+}
+
+func (st *startedAttach) free() {
+	a := st.req
+	freeCStrings(a.cgroup_procs)
+	freeCStrings(a.argv)
+	freeCStrings(a.envp)
+	C.free(unsafe.Pointer(a.cap_drop))
+	C.free(unsafe.Pointer(a.path))
+	C.free(unsafe.Pointer(a.cwd))
+	C.free(unsafe.Pointer(a))
 }
 
 // finish waits until the command runs (or the attach failed) and returns
@@ -183,7 +192,8 @@ func startAttach(r *attachRequest) (*startedAttach, error) {
 // FUSE mount it serves, say), so it runs apart from the server's loop.
 func (st *startedAttach) finish() (pid int, master *os.File, err error) {
 	var res C.struct_moat_attach_result
-	C.moat_attach_finish(st.sock, st.child, st.pty, &res)
+	C.moat_attach_finish(st.sock, st.child, st.stack, st.req.pty, &res)
+	st.free()
 	if res.stage != C.MOAT_OK {
 		return 0, nil, attachError(&res)
 	}

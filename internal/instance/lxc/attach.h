@@ -51,13 +51,15 @@ struct moat_attach_result {
 };
 
 /*
- * moat_attach_start forks the attaching child and returns the socket the
- * outcome arrives on (-1 and r set on failure); a's memory is no longer
- * needed once it returns. Calls must not overlap: a fork in between would
- * keep the socket open in a foreign child. moat_attach_finish then waits
- * for the exec (or failure) and may run concurrently with other calls.
+ * moat_attach_start starts the attaching child and returns the socket the
+ * outcome arrives on (-1 and r set on failure). a and everything it points
+ * to must stay valid until moat_attach_finish returns. Calls must not
+ * overlap: a fork in between would keep the socket open in a foreign
+ * child. moat_attach_finish then waits for the exec (or failure), reaps
+ * the first child and frees its stack; it may run concurrently with other
+ * calls.
  */
-int moat_attach_start(const struct moat_attach *a, struct moat_attach_result *r, pid_t *child);
-void moat_attach_finish(int sock, pid_t child, int pty, struct moat_attach_result *r);
+int moat_attach_start(const struct moat_attach *a, struct moat_attach_result *r, pid_t *child, void **stack);
+void moat_attach_finish(int sock, pid_t child, void *stack, int pty, struct moat_attach_result *r);
 
 #endif
