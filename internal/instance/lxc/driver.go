@@ -52,16 +52,6 @@ func (c *Container) handle() (*lxc.Container, error) {
 	return c.lxc, nil
 }
 
-func (c *Container) running() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.live != nil && c.live.alive() {
-		return true
-	}
-	l, err := c.handle()
-	return err == nil && l.Running()
-}
-
 // Start writes the container's config dir and starts it through the
 // forkstart helper. It returns once init runs.
 func (c *Container) Start() error {
