@@ -303,6 +303,12 @@ static int moat_hotplug_mount(int pidfd, int userns, int readonly, const char *s
 		moat_hotplug_fail(op, "mount point in the container", errno);
 		return -1;
 	}
+	// Linux (checked on 6.18) moves a detached tree, which lives in an
+	// anonymous mount namespace, onto a mount of the caller's own
+	// namespace only, hence the setns; the root of the tree must not be
+	// MNT_LOCKED, which an open_tree clone's root never is. The clone made
+	// on the host could be moved in as well, but its flags would not be
+	// locked: TestReadonlyDiskRemount fails without moat_hotplug_lock.
 	if (move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
 		moat_hotplug_fail(op, "attaching the mount", errno);
 		return -1;
