@@ -190,46 +190,55 @@ func TestHotplugSymlinkPath(t *testing.T) {
 	}
 }
 
-func TestHotplugUnixChar(t *testing.T) {
+func TestHotplugUnixDevices(t *testing.T) {
 	c := startTest(t, testSpec(t))
 	// Major 511 is unassigned: opening a node for it fails with ENXIO
 	// when the device cgroup allows it and EPERM when it does not.
-	spare := Device{Type: CharDevice, Path: "/dev/spare", Major: 511, Minor: 7, Mode: 0o666}
+	spares := []Device{
+		{Type: CharDevice, Path: "/dev/spare", Major: 511, Minor: 7, Mode: 0o666},
+		{Type: BlockDevice, Path: "/dev/spareblk", Major: 511, Minor: 8, Mode: 0o666},
+	}
 	null := Device{Type: CharDevice, Path: "/dev/mynull", Major: 1, Minor: 3, Mode: 0o666}
-	added, err := hotplug(t, c, func(s *Spec) { s.Devices = []Device{null, spare} })
+	added, err := hotplug(t, c, func(s *Spec) { s.Devices = append([]Device{null}, spares...) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if code, out, errOut := run(t, c, "sh", "-c", "echo x > /dev/mynull && stat -c '%t:%T %a' /dev/mynull"); code != 0 || out != "1:3 666\n" {
 		t.Fatalf("hot-plugged /dev/mynull: %q %s", out, errOut)
 	}
-	if _, _, errOut := run(t, c, "sh", "-c", ": < /dev/spare"); !strings.Contains(errOut, "No such device or address") {
-		t.Fatalf("open allowed device: %q", errOut)
-	}
-	devices := filepath.Join(c.live.dir(c.cg, "devices"), "devices.list")
-	if b, _ := os.ReadFile(devices); !strings.Contains(string(b), "c 511:7 rwm") {
-		t.Fatalf("devices.list lacks the rule:\n%s", b)
-	}
-	// Container root keeps a second way to the node: after removal the
-	// cgroup, not only the missing node, must refuse it.
-	if code, _, errOut := run(t, c, "sh", "-c", "touch /tmp/"+c.spec.Name+"-keep && mount --bind /dev/spare /tmp/"+c.spec.Name+"-keep"); code != 0 {
-		t.Fatal(errOut)
+	list, _ := os.ReadFile(filepath.Join(c.live.dir(c.cg, "devices"), "devices.list"))
+	for _, d := range spares {
+		if _, _, errOut := run(t, c, "sh", "-c", ": < "+d.Path); !strings.Contains(errOut, "No such device or address") {
+			t.Fatalf("open allowed %s: %q", d.Path, errOut)
+		}
+		if rule := fmt.Sprintf("%c 511:%d rwm", d.Type, d.Minor); !strings.Contains(string(list), rule) {
+			t.Fatalf("devices.list lacks %q:\n%s", rule, list)
+		}
+		// Container root keeps a second way to the node: after removal
+		// the cgroup, not only the missing node, must refuse it.
+		keep := "/tmp/" + c.spec.Name + "-keep" + filepath.Base(d.Path)
+		if code, _, errOut := run(t, c, "sh", "-c", "touch "+keep+" && mount --bind "+d.Path+" "+keep); code != 0 {
+			t.Fatal(errOut)
+		}
+		t.Cleanup(func() { run(t, c, "sh", "-c", "umount "+keep+"; rm "+keep) })
 	}
 
 	if _, err := hotplug(t, added, func(s *Spec) { s.Devices = nil }); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, _ := run(t, c, "test", "-c", "/dev/spare"); code == 0 {
-		t.Fatal("/dev/spare still a device after removal")
-	}
-	if _, _, errOut := run(t, c, "sh", "-c", ": < /tmp/"+c.spec.Name+"-keep"); !strings.Contains(errOut, "Operation not permitted") {
-		t.Fatalf("removed device still allowed: %q", errOut)
+	for _, d := range spares {
+		if code, _, _ := run(t, c, "sh", "-c", "test -c "+d.Path+" || test -b "+d.Path); code == 0 {
+			t.Fatalf("%s still a device node after removal", d.Path)
+		}
+		keep := "/tmp/" + c.spec.Name + "-keep" + filepath.Base(d.Path)
+		if _, _, errOut := run(t, c, "sh", "-c", ": < "+keep); !strings.Contains(errOut, "Operation not permitted") {
+			t.Fatalf("removed %s still allowed: %q", d.Path, errOut)
+		}
 	}
 	// 1:3 is also on the default list: removing /dev/mynull keeps /dev/null.
 	if code, _, errOut := run(t, c, "sh", "-c", "echo x > /dev/null"); code != 0 {
 		t.Fatalf("/dev/null after removing /dev/mynull: %s", errOut)
 	}
-	run(t, c, "sh", "-c", "umount /tmp/"+c.spec.Name+"-keep; rm /tmp/"+c.spec.Name+"-keep")
 }
 
 // TestHotplugPrivileged: a privileged container has no user namespace to
