@@ -29,6 +29,15 @@ func TestExecConfinement(t *testing.T) {
 			t.Errorf("%s: exit %d, %q", name, code, out)
 		}
 	}
+
+	// A missing cwd fails the operation; a missing command exits 127.
+	op := wait(t, d, d.Do("POST", "/1.0/instances/u1/exec", map[string]any{"command": []string{"true"}, "cwd": "/nonexistent"}))
+	if op.Status != "Failure" || !strings.Contains(op.Err, "working directory") {
+		t.Errorf("missing cwd: %s %q", op.Status, op.Err)
+	}
+	if code, _ := execOut(t, d, "u1", "no-such-command"); code != 127 {
+		t.Errorf("missing command: exit %d", code)
+	}
 }
 
 // TestLXCExecTerminal: with the real lxc client, -t gives the command a
