@@ -74,12 +74,22 @@ func (d *Daemon) execInstance(r *route.Request) response.Response {
 	if len(req.Command) == 0 {
 		return response.Error(errdefs.Invalidf("Field \"command\" must name a command"))
 	}
-	for k := range req.Environment {
+	// Arguments, values and paths reach execve as C strings: a NUL would
+	// silently cut them short.
+	for _, arg := range req.Command {
+		if strings.Contains(arg, "\x00") {
+			return response.Error(errdefs.Invalidf("Field \"command\" must not contain NUL bytes"))
+		}
+	}
+	for k, v := range req.Environment {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return response.Error(errdefs.Invalidf("Invalid environment variable name %q", k))
 		}
+		if strings.Contains(v, "\x00") {
+			return response.Error(errdefs.Invalidf("Environment variable %q must not contain NUL bytes", k))
+		}
 	}
-	if req.Cwd != "" && !strings.HasPrefix(req.Cwd, "/") {
+	if req.Cwd != "" && (!strings.HasPrefix(req.Cwd, "/") || strings.Contains(req.Cwd, "\x00")) {
 		return response.Error(errdefs.Invalidf("Field \"cwd\" must be an absolute path"))
 	}
 	if req.User > idmap.MaxID || req.Group > idmap.MaxID {

@@ -30,6 +30,17 @@ func TestExecConfinement(t *testing.T) {
 		}
 	}
 
+	// NUL bytes would cut C strings short: refused, naming the field.
+	for field, body := range map[string]map[string]any{
+		"command":     {"command": []string{"echo", "a\x00b"}},
+		"cwd":         {"command": []string{"true"}, "cwd": "/tmp\x00x"},
+		"environment": {"command": []string{"true"}, "environment": map[string]string{"X": "a\x00b"}},
+	} {
+		if res := d.Do("POST", "/1.0/instances/u1/exec", body); res.Status != 400 || !strings.Contains(strings.ToLower(string(res.Raw)), field) {
+			t.Errorf("NUL in %s: %d %s", field, res.Status, res.Raw)
+		}
+	}
+
 	// A missing cwd fails the operation; a missing command exits 127.
 	op := wait(t, d, d.Do("POST", "/1.0/instances/u1/exec", map[string]any{"command": []string{"true"}, "cwd": "/nonexistent"}))
 	if op.Status != "Failure" || !strings.Contains(op.Err, "working directory") {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -53,6 +54,11 @@ var devNull = sync.OnceValues(func() (*os.File, error) { return os.OpenFile(os.D
 func (c *Container) Exec(spec ExecSpec) (*Process, error) {
 	if len(spec.Command) == 0 {
 		return nil, fmt.Errorf("%w: empty command", ErrInvalidSpec)
+	}
+	for _, s := range append(append([]string{spec.Cwd}, spec.Command...), spec.Env...) {
+		if strings.Contains(s, "\x00") {
+			return nil, fmt.Errorf("%w: NUL byte in command, environment or cwd", ErrInvalidSpec)
+		}
 	}
 	if spec.Cwd == "" {
 		spec.Cwd = "/"

@@ -100,6 +100,9 @@ func TestExecStopped(t *testing.T) {
 	if _, err := c.Exec(ExecSpec{}); !errors.Is(err, ErrInvalidSpec) {
 		t.Fatalf("empty command: %v", err)
 	}
+	if _, err := c.Exec(ExecSpec{Command: []string{"echo", "a\x00b"}}); !errors.Is(err, ErrInvalidSpec) {
+		t.Fatalf("NUL in an argument: %v", err)
+	}
 }
 
 // TestExecConcurrent: a long-running command does not hold up others, and
