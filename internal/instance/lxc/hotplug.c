@@ -38,14 +38,18 @@
 // Set by moat_hotplug_walk when it refuses a symlink, for the message.
 static int moat_hotplug_badlink;
 
+// The container's liblxc log when run as a hook: liblxc keeps a hook's
+// output below the log level moat uses, and the driver reports a failed
+// start from the ERROR lines of that log.
+static int moat_hotplug_logfd = -1;
+
 static void moat_hotplug_fail(const char *op, const char *what, int err)
 {
 	if (moat_hotplug_badlink)
 		what = "the path crosses a symlink that container root does not own";
-	// stdout as well: liblxc keeps a hook's stdout in its log, not stderr.
 	fprintf(stderr, "%s: %s: %s\n", op, what, strerror(err));
-	fprintf(stdout, "%s: %s: %s\n", op, what, strerror(err));
-	fflush(stdout);
+	if (moat_hotplug_logfd >= 0)
+		dprintf(moat_hotplug_logfd, "moat-hotplug ERROR %s: %s: %s\n", op, what, strerror(err));
 }
 
 static int moat_hotplug_unhex(const char *in, char *out, size_t size)
@@ -376,7 +380,6 @@ static int moat_hotplug_op(int pidfd, int userns, const char *op)
 	if (pid == 0) {
 		int r = op[0] == 'm' ? moat_hotplug_mount(pidfd, userns, op[1] == 'r', src, dst, dst)
 				     : moat_hotplug_umount(pidfd, userns, dst, dst);
-		fflush(stdout);
 		_exit(r < 0 ? 1 : 0);
 	}
 	int status;
@@ -396,6 +399,11 @@ int moat_hotplug_main(int argc, char **argv)
 	if (strcmp(argv[2], "fd") == 0) {
 		pidfd = 3;
 	} else if (strcmp(argv[2], "env") == 0) {
+		const char *conf = getenv("LXC_CONFIG_FILE");
+		const char *slash = conf ? strrchr(conf, '/') : NULL;
+		char log[PATH_MAX];
+		if (slash && snprintf(log, sizeof(log), "%.*s/lxc.log", (int)(slash - conf), conf) < (int)sizeof(log))
+			moat_hotplug_logfd = open(log, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
 		const char *pid = getenv("LXC_PID");
 		pidfd = pid ? pidfd_open(atoi(pid), 0) : -1;
 		if (pidfd < 0) {

@@ -334,3 +334,33 @@ func TestHotplugNested(t *testing.T) {
 		t.Fatalf("mounts left after removal:\n%s", out)
 	}
 }
+
+// TestStartDiskThroughUserSymlink: at start the same rule holds as for a
+// hot-plug, and the failed start says why.
+func TestStartDiskThroughUserSymlink(t *testing.T) {
+	spec := testSpec(t)
+	link := "/tmp/" + spec.Name + "-user"
+	hostLink := filepath.Join(spec.Rootfs, link)
+	if err := os.Symlink("/etc", hostLink); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(hostLink) })
+	uid, _ := spec.IDMap.HostID(true, 1000)
+	gid, _ := spec.IDMap.HostID(false, 1000)
+	if err := os.Lchown(hostLink, int(uid), int(gid)); err != nil {
+		t.Fatal(err)
+	}
+	spec.Mounts = []Mount{{Source: hostDir(t, 0o755), Path: link + "/x"}}
+	c, err := New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Delete() })
+	err = c.Start()
+	if !errors.Is(err, ErrStart) || !strings.Contains(err.Error(), link+"/x: the path crosses a symlink that container root does not own") {
+		t.Fatalf("start with a disk through a user's symlink: %v", err)
+	}
+	if fileExists("/etc/x") {
+		t.Fatal("host /etc reached")
+	}
+}
