@@ -3,6 +3,7 @@ package lxcdriver
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -115,12 +116,26 @@ func TestExecConcurrent(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for i := range 8 {
-		wg.Add(1)
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			code, out, _ := run(t, c, "sh", "-c", fmt.Sprintf("echo %d; exit %d", i, i))
 			if code != i || out != fmt.Sprintf("%d\n", i) {
 				t.Errorf("exec %d: exit %d out %q", i, code, out)
+			}
+		}()
+		// Terminals too: each command's master reaches its own caller.
+		go func() {
+			defer wg.Done()
+			p, err := c.Exec(ExecSpec{Command: []string{"sh", "-c", fmt.Sprintf("echo t%d; exit %d", i, i)}, Terminal: true})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer p.Terminal().Close()
+			b, _ := io.ReadAll(p.Terminal()) // ends with EIO once the command is gone
+			if code, err := p.Wait(); code != i || err != nil || string(b) != fmt.Sprintf("t%d\r\n", i) {
+				t.Errorf("terminal exec %d: exit %d %v out %q", i, code, err, b)
 			}
 		}()
 	}
