@@ -708,9 +708,9 @@ func (d *Daemon) createInstance(r *route.Request) response.Response {
 }
 
 // doCreate makes the instance: storage first (staged and renamed into
-// place, then mounted), then the database row. The row is the commit point: a crash
-// before it leaves storage that the next start removes; after it, a
-// complete instance.
+// place, then mounted), then the database row. The row is the commit
+// point: a crash before it leaves storage that the next start removes
+// (unmounting it first); after it, a complete instance.
 func (d *Daemon) doCreate(r *route.Request, prepare func(*store.Tx) error, l *loaded, img *store.Image) error {
 	d.ct.allocMu.Lock()
 	defer d.ct.allocMu.Unlock()

@@ -49,6 +49,9 @@ func OpenDir(name, path string) (*Dir, error) {
 	for _, s := range stale {
 		_ = removeStaged(s)
 	}
+	// POOL/spares held the pre-copied rootfs of moatd versions that
+	// copied images; nothing uses it any more.
+	_ = removeStaged(filepath.Join(path, "spares"))
 	return p, nil
 }
 

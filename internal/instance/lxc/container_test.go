@@ -22,14 +22,14 @@ func TestUnprivileged(t *testing.T) {
 	if got := strings.Join(strings.Fields(out), " "); got != want {
 		t.Fatalf("uid_map inside = %q, want %q", got, want)
 	}
-	// The rootfs is idmapped, not chowned: root-owned on the host, root
+	// The image is idmapped, not chowned: root-owned on the host, root
 	// owned inside.
 	_, out, _ = run(t, c, "stat", "-c", "%u:%g", "/bin/busybox")
 	if strings.TrimSpace(out) != "0:0" {
 		t.Fatalf("busybox owner inside = %q", out)
 	}
 	var st syscall.Stat_t
-	if err := syscall.Stat(spec.Rootfs+"/bin/busybox", &st); err != nil || st.Uid != 0 {
+	if err := syscall.Stat(sharedRootfs(t)+"/bin/busybox", &st); err != nil || st.Uid != 0 {
 		t.Fatalf("image was chowned on the host: uid %d %v", st.Uid, err)
 	}
 

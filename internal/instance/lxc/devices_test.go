@@ -180,6 +180,10 @@ func TestLifecycleErrors(t *testing.T) {
 func TestStartFailure(t *testing.T) {
 	spec := testSpec(t)
 	spec.Rootfs = hostDir(t, 0o755) // empty: no /sbin/init
+	// Owned by the container's root, as the overlay moatd mounts shows it.
+	if err := os.Chown(spec.Rootfs, int(spec.IDMap[0].Hostid), int(spec.IDMap[0].Hostid)); err != nil {
+		t.Fatal(err)
+	}
 	c, err := New(spec)
 	if err != nil {
 		t.Fatal(err)

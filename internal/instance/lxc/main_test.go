@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moat/moat/internal/idmap"
+	"github.com/moat/moat/internal/storage/overlay"
 	"github.com/moat/moat/internal/testimage"
 )
 
@@ -124,12 +125,50 @@ func testSpec(t testing.TB) Spec {
 	if err != nil {
 		t.Fatal(err)
 	}
+	set := host.Isolated(base, idmap.DefaultIsolatedSize)
 	return Spec{
 		Name:    fmt.Sprintf("moat-t%d-%d", os.Getpid(), seq.Add(1)),
 		LXCPath: filepath.Join(testRoot, "lxc"),
-		Rootfs:  sharedRootfs(t),
-		IDMap:   host.Isolated(base, idmap.DefaultIsolatedSize),
+		Rootfs:  containerRootfs(t, set),
+		IDMap:   set,
 	}
+}
+
+// containerRootfs mounts a rootfs the way moatd does (package overlay): an
+// overlay of its own over the shared image, which it shows through set.
+// The driver runs it as it is; the image is never written.
+func containerRootfs(t testing.TB, set idmap.Set) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(testRoot, "rootfs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	l := overlay.Layers{Lower: sharedRootfs(t), Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
+	target := filepath.Join(dir, "rootfs")
+	for _, d := range []string{l.Upper, l.Work, target} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, _ := set.HostID(true, 0)
+	if err := os.Chown(l.Upper, int(root), int(root)); err != nil {
+		t.Fatal(err)
+	}
+	if err := overlay.Mount(l, target, set); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := overlay.Unmount(target); err != nil {
+			t.Error(err)
+		}
+		if err := overlay.RemoveTree(dir); err != nil {
+			t.Error(err)
+		}
+	})
+	return target
 }
 
 // startTest starts a container for spec and registers its cleanup, which

@@ -222,6 +222,10 @@ func TestShift(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A hard link is one inode: shifted once, even with overlapping maps.
+	if err := os.Link(filepath.Join(upper, "dir/user"), filepath.Join(upper, "hardlink")); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Symlink("/etc/passwd", filepath.Join(upper, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +275,18 @@ func TestShift(t *testing.T) {
 	got := getxattr(filepath.Join(upper, "dir"), xattrACLDefault)
 	if want := acl(newBase+1000, newBase+2000); string(got) != string(want) {
 		t.Errorf("ACL after the shift: %x, want %x", got, want)
+	}
+
+	// Host ranges that overlap at an offset: the hard-linked file is
+	// moved once (by 10), not once per link.
+	if err := Shift(upper, mapOf(newBase, 65536), mapOf(newBase+10, 65536)); err != nil {
+		t.Fatal(err)
+	}
+	if u, _, _ := owner(t, filepath.Join(upper, "hardlink")); u != newBase+1010 {
+		t.Errorf("hard-linked file after an overlapping shift: %d, want %d", u, newBase+1010)
+	}
+	if err := Shift(upper, mapOf(newBase+10, 65536), mapOf(newBase, 65536)); err != nil {
+		t.Fatal(err)
 	}
 
 	// Back to host ids as they are (a privileged container).

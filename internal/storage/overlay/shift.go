@@ -41,7 +41,12 @@ func HostID(set idmap.Set, uid bool, nsid int64) (int64, bool) {
 // shifter moves host ids from one map to another. Ids outside from (host
 // root owning overlay whiteouts, another range altogether) are left alone:
 // they never belonged to the container's range.
-type shifter struct{ from, to idmap.Set }
+type shifter struct {
+	from, to idmap.Set
+	// seen holds the hard-linked inodes already shifted: a second visit
+	// would shift them again when the two maps' host ranges overlap.
+	seen map[[2]uint64]bool
+}
 
 func (s shifter) id(uid bool, host uint32) (uint32, error) {
 	ns, ok := ContainerID(s.from, uid, int64(host))
@@ -66,7 +71,7 @@ func (s shifter) id(uid bool, host uint32) (uint32, error) {
 // must be unmounted (no overlay using it) and nothing may write it
 // meanwhile.
 func Shift(root string, from, to idmap.Set) error {
-	s := shifter{from, to}
+	s := shifter{from: from, to: to, seen: map[[2]uint64]bool{}}
 	fd, dev, err := openRoot(root)
 	if err != nil {
 		return err
@@ -111,6 +116,13 @@ const (
 
 // entry shifts one directory entry.
 func (s shifter) entry(dir int, name string, st *unix.Stat_t) error {
+	if st.Nlink > 1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		key := [2]uint64{st.Dev, st.Ino}
+		if s.seen[key] {
+			return nil
+		}
+		s.seen[key] = true
+	}
 	uid, _ := s.id(true, st.Uid)
 	gid, _ := s.id(false, st.Gid)
 	typ := st.Mode & unix.S_IFMT
