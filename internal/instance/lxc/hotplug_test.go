@@ -364,3 +364,28 @@ func TestStartDiskThroughUserSymlink(t *testing.T) {
 		t.Fatal("host /etc reached")
 	}
 }
+
+// TestHotplugFile: a disk whose source is a file is mounted on a file,
+// and a read-only one stays read-only after a remount attempt.
+func TestHotplugFile(t *testing.T) {
+	dir := hostDir(t, 0o777)
+	src := filepath.Join(dir, "conf")
+	if err := os.WriteFile(src, []byte("v1\n"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	c := startTest(t, testSpec(t))
+	path := "/tmp/" + c.spec.Name + "-conf"
+	if _, err := hotplug(t, c, func(s *Spec) { s.Mounts = []Mount{{Source: src, Path: path, ReadOnly: true}} }); err != nil {
+		t.Fatal(err)
+	}
+	if _, out, _ := run(t, c, "cat", path); out != "v1\n" {
+		t.Fatalf("file disk reads %q", out)
+	}
+	run(t, c, "mount", "-o", "remount,bind,rw", path)
+	if code, _, errOut := run(t, c, "sh", "-c", "echo v2 > "+path); code == 0 || !strings.Contains(errOut, "Read-only file system") {
+		t.Fatalf("write to read-only file disk: exit %d %q", code, errOut)
+	}
+	if b, _ := os.ReadFile(src); string(b) != "v1\n" {
+		t.Fatalf("host file changed: %q", b)
+	}
+}
