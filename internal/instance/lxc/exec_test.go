@@ -353,3 +353,38 @@ func TestExecTerminal(t *testing.T) {
 		t.Fatalf("exit %d %v", code, err)
 	}
 }
+
+// TestExecServerFds: the server keeps no fd of a finished exec, whether
+// it succeeded, failed or had a terminal.
+func TestExecServerFds(t *testing.T) {
+	c := startTest(t, testSpec(t))
+	run(t, c, "true") // the server runs
+	cl, err := execServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", cl.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(fds)
+	}
+	before := count()
+	for range 5 {
+		run(t, c, "true")
+		if _, err := c.Exec(ExecSpec{Command: []string{"true"}, Cwd: "/nonexistent"}); err == nil {
+			t.Fatal("missing cwd accepted")
+		}
+		p, err := c.Exec(ExecSpec{Command: []string{"true"}, Terminal: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(p.Terminal())
+		p.Terminal().Close()
+		p.Wait()
+	}
+	if after := count(); after != before {
+		t.Fatalf("server fds: %d before, %d after", before, after)
+	}
+}
