@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -386,5 +388,59 @@ func TestExecServerFds(t *testing.T) {
 	}
 	if after := count(); after != before {
 		t.Fatalf("server fds: %d before, %d after", before, after)
+	}
+}
+
+// TestExecStalledAttach: an attach that cannot finish (here: its first
+// child froze on joining a frozen container's cgroups) holds up no other
+// exec, and completes once the container thaws.
+func TestExecStalledAttach(t *testing.T) {
+	frozen, other := startTest(t, testSpec(t)), startTest(t, testSpec(t))
+	if _, err := frozen.State(); err != nil { // learn the cgroup dirs
+		t.Fatal(err)
+	}
+	frozen.mu.Lock()
+	procs := filepath.Join(frozen.live.dir(frozen.cg, "freezer"), "cgroup.procs")
+	frozen.mu.Unlock()
+	tasks := func() int {
+		b, err := os.ReadFile(procs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(strings.Fields(string(b)))
+	}
+	if err := frozen.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { frozen.Unfreeze() }) // runs before the stop; harmless when thawed
+	before := tasks()
+	done := make(chan error, 1)
+	go func() {
+		p, err := frozen.Exec(ExecSpec{Command: []string{"true"}})
+		if err == nil {
+			_, err = p.Wait()
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for tasks() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the attaching process never joined the frozen cgroup")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, out, _ := run(t, other, "echo", "ok"); code != 0 || out != "ok\n" {
+		t.Fatalf("exec beside a stalled one: %d %q", code, out)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("exec into a frozen container finished: %v", err)
+	default:
+	}
+	if err := frozen.Unfreeze(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("exec after thawing: %v", err)
 	}
 }
