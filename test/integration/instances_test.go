@@ -773,3 +773,39 @@ func TestDeletedImageKeptForItsContainers(t *testing.T) {
 		t.Fatalf("image rootfs left after its last container: %v", err)
 	}
 }
+
+// Something else mounted over a container's rootfs (by another process,
+// or left by an admin) is never taken for the container's overlay: files
+// and start refuse it, and work again once it is gone.
+func TestForeignMountOnRootfsRefused(t *testing.T) {
+	d, _ := withImage(t)
+	launch(t, d, "fm", nil)
+	mustSucceed(t, d, d.Do("PUT", "/1.0/instances/fm/state", map[string]any{"action": "stop", "force": true}))
+	rootfs := containerDir(t, d, "fm") + "/rootfs"
+	if err := syscall.Mount("tmpfs", rootfs, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(rootfs, syscall.MNT_DETACH) })
+	if err := os.WriteFile(rootfs+"/planted", []byte("not the container's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.HTTPClient().Get("http://moat/1.0/instances/fm/files?path=/planted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode == 200 || strings.Contains(string(b), "not the container's") {
+		t.Fatalf("files API read through a foreign mount: %d %s", res.StatusCode, b)
+	}
+	if op := wait(t, d, d.Do("PUT", "/1.0/instances/fm/state", map[string]any{"action": "start"})); op.Status == "Success" || !strings.Contains(op.Err, "unexpected mount") {
+		t.Fatalf("start on a foreign mount: %s %q", op.Status, op.Err)
+	}
+	if err := syscall.Unmount(rootfs, 0); err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, d, d.Do("PUT", "/1.0/instances/fm/state", map[string]any{"action": "start"}))
+	if body, _ := getFile(t, d, "fm", "/etc/passwd"); !strings.Contains(body, "root:") {
+		t.Fatalf("files after the foreign mount is gone: %q", body)
+	}
+}
