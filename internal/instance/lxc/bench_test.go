@@ -55,3 +55,25 @@ func BenchmarkExecTrue(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkExecTerminal runs `true` on a pty of the container's devpts,
+// reads the master to its end and waits.
+func BenchmarkExecTerminal(b *testing.B) {
+	c := startTest(b, testSpec(b))
+	buf := make([]byte, 512)
+	for b.Loop() {
+		p, err := c.Exec(ExecSpec{Command: []string{"true"}, Terminal: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, err := p.Terminal().Read(buf); err != nil {
+				break
+			}
+		}
+		p.Terminal().Close()
+		if code, err := p.Wait(); code != 0 || err != nil {
+			b.Fatal(code, err)
+		}
+	}
+}
