@@ -256,10 +256,15 @@ func (p *Dir) shift(name string, l overlay.Layers, from, to idmap.Set) error {
 	if err := overlay.Unmount(p.Rootfs(name)); err != nil {
 		return err
 	}
+	d := p.ContainerDir(name)
 	if err := overlay.Shift(l.Upper, from, to); err != nil {
+		if errors.Is(err, overlay.ErrUnmappable) {
+			// Refused before any change: nothing to resume, and the
+			// next mount (another map, or the files API) starts clean.
+			_ = os.Remove(filepath.Join(d, shiftingMap))
+		}
 		return fmt.Errorf("shifting the files of %s to its new ID map: %w", name, err)
 	}
-	d := p.ContainerDir(name)
 	if err := writeMap(filepath.Join(d, mapFile), to); err != nil {
 		return err
 	}

@@ -725,6 +725,26 @@ func TestIDMapChangeShiftsUpperLayer(t *testing.T) {
 		before = after
 		mustSucceed(t, d, d.Do("PUT", "/1.0/instances/s1/state", map[string]any{"action": "stop", "force": true}))
 	}
+
+	// A map too small for a file's owner is refused at start, changing
+	// nothing: the files API still works, and the old size starts again.
+	mustSucceed(t, d, d.Do("PUT", "/1.0/instances/s1/state", map[string]any{"action": "start"}))
+	if code, out := execOut(t, d, "s1", "sh", "-c", "touch /root/big && chown 70000:70000 /root/big"); code != 0 {
+		t.Fatalf("chown 70000: %d %s", code, out)
+	}
+	mustSucceed(t, d, d.Do("PUT", "/1.0/instances/s1/state", map[string]any{"action": "stop", "force": true}))
+	mustSucceed(t, d, d.Do("PATCH", "/1.0/instances/s1", map[string]any{"config": map[string]string{"security.idmap.size": "65536"}}))
+	if op := wait(t, d, d.Do("PUT", "/1.0/instances/s1/state", map[string]any{"action": "start"})); op.Status == "Success" || !strings.Contains(op.Err, "uid 70000") {
+		t.Fatalf("start with a map that does not cover uid 70000: %s %q", op.Status, op.Err)
+	}
+	if _, hdr := getFile(t, d, "s1", "/root/big"); hdr.Get("X-LXD-uid") != "70000" {
+		t.Fatalf("files API after a refused shift: uid %s", hdr.Get("X-LXD-uid"))
+	}
+	mustSucceed(t, d, d.Do("PATCH", "/1.0/instances/s1", map[string]any{"config": map[string]string{"security.idmap.size": "131072"}}))
+	mustSucceed(t, d, d.Do("PUT", "/1.0/instances/s1/state", map[string]any{"action": "start"}))
+	if code, out := execOut(t, d, "s1", "stat", "-c", "%u %g", "/root/big", "/home/u/f"); code != 0 || out != "70000 70000\n1000 1001\n" {
+		t.Fatalf("owners after the refused shift: %q", out)
+	}
 }
 
 // Deleting an image keeps its files while containers made from it exist
