@@ -129,10 +129,20 @@ func (d *Daemon) spec(l loaded) (lxcdriver.Spec, error) {
 			return lxcdriver.Spec{}, fmt.Errorf("instance %s has no valid ID map recorded (volatile.idmap.next)", l.Name)
 		}
 	}
+	// Disk sources are checked again against the project's restrictions.
+	var p store.Project
+	err := d.store.View(context.Background(), func(tx *store.Tx) error {
+		var err error
+		p, err = tx.Project(l.Project)
+		return err
+	})
+	if err != nil {
+		return lxcdriver.Spec{}, err
+	}
 	lxcName := d.ct.lxcName(l.Project, l.Name)
 	return instance.BuildSpec(instance.SpecArgs{
 		Name: l.Name, LXCName: lxcName, LXCPath: d.ct.lxcPath, Rootfs: d.ct.pool.Rootfs(lxcName),
-		IDMap: set, Config: l.EC, Devices: l.ED,
+		IDMap: set, Config: l.EC, Devices: l.ED, Project: l.Project, ProjectConfig: p.Config,
 	})
 }
 

@@ -8,7 +8,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 	"github.com/moat/moat/internal/errdefs"
 	"github.com/moat/moat/internal/idmap"
 	lxcdriver "github.com/moat/moat/internal/instance/lxc"
+	"github.com/moat/moat/internal/project"
 	"github.com/moat/moat/internal/store"
 )
 
@@ -211,11 +214,18 @@ type SpecArgs struct {
 	IDMap   idmap.Set
 	Config  map[string]string
 	Devices store.Devices
+	// The instance's project, whose restrictions disk sources are checked
+	// against once resolved.
+	Project       string
+	ProjectConfig map[string]string
 }
 
 // BuildSpec turns expanded, validated config into a driver spec. Host
 // paths of disks and device nodes are checked here (they must exist when
-// the container starts).
+// the container starts). A disk's source goes to the driver as its
+// canonical path, checked again against the project's restrictions: the
+// driver's helper opens it following no symlink, so what is mounted is
+// what was checked here, whatever happens to the path in between.
 func BuildSpec(a SpecArgs) (lxcdriver.Spec, error) {
 	s := lxcdriver.Spec{
 		Name: a.LXCName, LXCPath: a.LXCPath, Rootfs: a.Rootfs,
@@ -234,15 +244,19 @@ func BuildSpec(a SpecArgs) (lxcdriver.Spec, error) {
 			if d["path"] == "/" {
 				continue
 			}
-			fi, err := os.Stat(d["source"])
+			src, err := canonicalSource(d["source"])
 			if err != nil {
 				if config.IsTrue(d["required"]) || d["required"] == "" {
 					return s, errdefs.Invalidf("Device %q: source %q: %v", name, d["source"], err)
 				}
 				continue
 			}
-			_ = fi
-			s.Mounts = append(s.Mounts, lxcdriver.Mount{Source: d["source"], Path: d["path"], ReadOnly: config.IsTrue(d["readonly"])})
+			resolved := maps.Clone(d)
+			resolved["source"] = src
+			if err := project.CheckDiskSource(a.Project, a.ProjectConfig, a.Name, name, resolved); err != nil {
+				return s, fmt.Errorf("Device %q: source %q resolves to %q: %w", name, d["source"], src, err)
+			}
+			s.Mounts = append(s.Mounts, lxcdriver.Mount{Source: src, Path: d["path"], ReadOnly: config.IsTrue(d["readonly"])})
 		case config.DeviceUnixChar, config.DeviceUnixBlock:
 			dev, err := unixDevice(d)
 			if err != nil {
@@ -252,6 +266,15 @@ func BuildSpec(a SpecArgs) (lxcdriver.Spec, error) {
 		}
 	}
 	return s, nil
+}
+
+// canonicalSource is the absolute path of source with no symlink left in
+// it, which must exist.
+func canonicalSource(source string) (string, error) {
+	if !filepath.IsAbs(source) {
+		return "", fmt.Errorf("%w: not an absolute path", errdefs.ErrInvalid)
+	}
+	return filepath.EvalSymlinks(source)
 }
 
 func unixDevice(d map[string]string) (lxcdriver.Device, error) {

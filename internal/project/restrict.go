@@ -205,6 +205,21 @@ func (p Policy) checkDevice(kind, owner, name string, d map[string]string) error
 	return nil
 }
 
+// CheckDiskSource applies CheckInstance's rules for one disk device, name of
+// instance owner, whose source is the canonical host path about to be
+// mounted: the path checked when the config was stored can have been
+// re-pointed through a symlink since. Who stored the device is not known
+// then, so the rules bind everyone wherever a non-admin could have stored
+// it: in a restricted project, and in one whose restricted.devices.disk=allow
+// lets non-admins add host-path disks.
+func CheckDiskSource(projectName string, projectCfg map[string]string, owner, name string, d map[string]string) error {
+	floor := Policy{Project: projectName, Config: projectCfg}
+	if !config.IsTrue(projectCfg["restricted"]) && floor.value("restricted.devices.disk") != "allow" {
+		return nil
+	}
+	return floor.checkDevice("container", owner, name, d)
+}
+
 // checkDiskPath allows host paths under restricted.devices.disk.paths, with
 // symlinks resolved first so a link inside an allowed directory cannot point
 // the container at the rest of the host.

@@ -10,7 +10,8 @@
 // (liblxc's start-host hook: init's pid is in LXC_PID). MODE is "u" for a
 // container with its own user namespace, "p" for a privileged one. Each OP
 // is "mr:HEXSRC:HEXDST" (read-only bind), "mw:HEXSRC:HEXDST" (read-write
-// bind) or "u:HEXDST" (detach the mount at DST). Paths are hex-encoded so
+// bind) or "u:HEXDST" (detach the mount at DST). SRC must be a canonical
+// host path: a symlink in it is refused. Paths are hex-encoded so
 // that liblxc's hook command line (run by /bin/sh) needs no quoting.
 // Everything after "--" is what liblxc appends to a hook and is ignored.
 
@@ -19,6 +20,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,7 @@
 #include <sys/mount.h>
 #include <sys/pidfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -267,13 +270,35 @@ static int moat_hotplug_lock(int tree, int pidfd, const char *op)
 	return locked;
 }
 
+// moat_hotplug_open_source opens a mount source by the canonical path the
+// daemon resolved and checked against the project's policy. No symlink is
+// followed in any component: one put in since that check (a directory
+// swapped for a link to /etc) would send the mount elsewhere, so the open
+// fails instead. A real directory renamed into place is still at the
+// checked path, which is what was allowed.
+static int moat_hotplug_open_source(const char *src, const char *op)
+{
+	struct open_how how = {
+		.flags = O_PATH | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd = syscall(SYS_openat2, AT_FDCWD, src, &how, sizeof(how));
+	if (fd < 0) {
+		char what[PATH_MAX + 64];
+		if (errno == ELOOP)
+			snprintf(what, sizeof(what), "source %s has a symlink in its path since it was checked", src);
+		else
+			snprintf(what, sizeof(what), "source %s", src);
+		moat_hotplug_fail(op, what, errno);
+	}
+	return fd;
+}
+
 static int moat_hotplug_mount(int pidfd, int userns, int readonly, const char *src, const char *dst, const char *op)
 {
-	int srcfd = open(src, O_PATH | O_CLOEXEC);
-	if (srcfd < 0) {
-		moat_hotplug_fail(op, "source", errno);
+	int srcfd = moat_hotplug_open_source(src, op);
+	if (srcfd < 0)
 		return -1;
-	}
 	struct stat st;
 	if (fstat(srcfd, &st) < 0) {
 		moat_hotplug_fail(op, "source", errno);

@@ -69,7 +69,7 @@ func startHook(s *Spec) string {
 		binds = append(binds, bind{m.Source, m.Path, m.ReadOnly})
 	}
 	for i, d := range s.Devices {
-		binds = append(binds, bind{devNode(s, i), d.Path, false})
+		binds = append(binds, bind{nodeSource(devNode(s, i)), d.Path, false})
 	}
 	if len(binds) == 0 {
 		return ""
@@ -234,7 +234,7 @@ func (c *Container) bindNode(li *liveInfo, d Device) error {
 	if err := makeNode(path, d, uid, gid); err != nil {
 		return err
 	}
-	if err := runHotplug(li, &c.spec, bindOp(path, d.Path, false)); err != nil {
+	if err := runHotplug(li, &c.spec, bindOp(nodeSource(path), d.Path, false)); err != nil {
 		os.Remove(path)
 		return err
 	}
@@ -251,6 +251,16 @@ func (c *Container) unbindNode(li *liveInfo, d Device) error {
 		return err
 	}
 	return nil
+}
+
+// nodeSource is the helper's source for the host-side node at path. The
+// helper follows no symlink in a source (disk sources come resolved and
+// checked from the daemon), and moat's own state dir may lie behind one.
+func nodeSource(path string) string {
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
+		return filepath.Join(dir, filepath.Base(path))
+	}
+	return path
 }
 
 // hotplugNode is where the host-side node of a device hot-plugged at path
