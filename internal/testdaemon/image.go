@@ -28,7 +28,7 @@ func BusyboxImage(t testing.TB) (string, string) {
 		t.Skip("busybox-static is not installed")
 	}
 	imageOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "moat-img-")
+		dir, err := processTempDir("moat-img.pid")
 		if err != nil {
 			imageErr = err
 			return

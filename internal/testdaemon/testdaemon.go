@@ -52,7 +52,7 @@ func Binary(t testing.TB) string {
 	buildOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		dir, err := os.MkdirTemp("", "moatd-bin-")
+		dir, err := processTempDir("moatd-bin.pid")
 		if err != nil {
 			buildErr = err
 			return

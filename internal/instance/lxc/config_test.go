@@ -189,7 +189,7 @@ func TestRenderConfig(t *testing.T) {
 		t.Error("nesting does not get writable proc and sys")
 	}
 
-	s.Privileged, s.IDMap = true, nil
+	s.Privileged, s.IDMap, s.Nesting = true, nil, false
 	conf, err = renderConfig(&s, cg)
 	if err != nil {
 		t.Fatal(err)
@@ -201,5 +201,12 @@ func TestRenderConfig(t *testing.T) {
 	}
 	if strings.Contains(conf, "lxc.idmap") || strings.Contains(conf, "idmap=container") {
 		t.Error("privileged config has an idmap")
+	}
+
+	// Only the admin's explicit force gets here (the config layer refuses
+	// privileged + nesting otherwise); then nesting must take effect.
+	s.Nesting = true
+	if conf, _ := renderConfig(&s, cg); !strings.Contains(conf, "lxc.mount.auto = proc:rw sys:rw cgroup:rw:force\n") {
+		t.Error("forced privileged nesting does not get writable proc and sys")
 	}
 }
