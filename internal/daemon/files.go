@@ -82,7 +82,7 @@ func fileErr(p string, err error) error {
 	case errors.Is(err, unix.EEXIST):
 		return errdefs.Conflictf("Path %q already exists", p)
 	case errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ELOOP),
-		errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EXDEV):
+		errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EXDEV), errors.Is(err, errNotRegular):
 		return errdefs.Invalidf("Path %q: %v", p, err)
 	}
 	return fmt.Errorf("path %q: %w", p, err)
@@ -121,6 +121,7 @@ func (d *Daemon) getInstanceFile(r *route.Request) response.Response {
 			return response.Error(err)
 		}
 		target := buf[:n]
+		d.fileEvent("instance-file-retrieved", r, p)
 		return response.Manual(func(w http.ResponseWriter) error {
 			hdr(w, "symlink")
 			w.Header().Set("Content-Type", "application/octet-stream")
@@ -129,7 +130,7 @@ func (d *Daemon) getInstanceFile(r *route.Request) response.Response {
 			return err
 		})
 	case unix.S_IFDIR:
-		dfd, err := unix.Openat2(root, p, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveInRoot})
+		dfd, err := reopen(fd, unix.O_RDONLY|unix.O_DIRECTORY)
 		if err != nil {
 			return response.Error(fileErr(p, err))
 		}
@@ -143,23 +144,27 @@ func (d *Daemon) getInstanceFile(r *route.Request) response.Response {
 			names = []string{}
 		}
 		sync := response.Sync(names, nil)
+		d.fileEvent("instance-file-retrieved", r, p)
 		return response.Manual(func(w http.ResponseWriter) error {
 			hdr(w, "directory")
 			return sync.Render(w)
 		})
 	case unix.S_IFREG:
-		ffd, err := unix.Openat2(root, p, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NONBLOCK, Resolve: resolveInRoot})
+		ffd, err := reopen(fd, unix.O_RDONLY)
 		if err != nil {
 			return response.Error(fileErr(p, err))
 		}
 		f := os.NewFile(uintptr(ffd), p)
+		d.fileEvent("instance-file-retrieved", r, p)
 		return response.Manual(func(w http.ResponseWriter) error {
 			defer f.Close()
 			hdr(w, "file")
 			w.Header().Set("Content-Type", "application/octet-stream")
 			w.Header().Set("Content-Length", strconv.FormatInt(st.Size, 10))
 			w.WriteHeader(http.StatusOK)
-			_, err := io.Copy(w, f)
+			// Exactly the announced length, even if the container
+			// grows the file meanwhile.
+			_, err := io.CopyN(w, f, st.Size)
 			return err
 		})
 	}
@@ -260,24 +265,12 @@ func (d *Daemon) postInstanceFile(r *route.Request) response.Response {
 	defer unix.Close(parent)
 	switch typ {
 	case "file":
-		flags := unix.O_WRONLY | unix.O_CREAT | unix.O_CLOEXEC | unix.O_NOFOLLOW
-		if write == "append" {
-			flags |= unix.O_APPEND
-		} else {
-			flags |= unix.O_TRUNC
-		}
-		// O_NOFOLLOW on the last component: a symlink planted there is
-		// refused, never followed (its target might be anywhere).
-		fd, err := unix.Openat(parent, base, flags, mode)
+		fd, err := openForWrite(parent, base, mode, write == "append")
 		if err != nil {
 			return response.Error(fileErr(p, err))
 		}
 		f := os.NewFile(uintptr(fd), p)
 		defer f.Close()
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-			return response.Error(errdefs.Invalidf("Path %q is not a regular file", p))
-		}
 		if _, err := io.Copy(f, r.HTTP.Body); err != nil {
 			return response.Error(err)
 		}
@@ -319,7 +312,59 @@ func (d *Daemon) postInstanceFile(r *route.Request) response.Response {
 	default:
 		return response.Error(errdefs.Invalidf("Invalid X-LXD-type header %q: use file, directory or symlink", typ))
 	}
+	d.fileEvent("instance-file-pushed", r, p)
 	return response.EmptySync()
+}
+
+// errNotRegular refuses to write through anything but a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// openForWrite opens parent/base for writing without ever opening
+// anything but a regular file. The container controls its tree: a FIFO
+// there would hang the request, and a device node (a privileged
+// container can make one) would let the daemon, which no device cgroup
+// confines, write a host device. So an existing entry is first opened
+// O_PATH (which opens no device and no FIFO), checked, and reopened
+// through that very descriptor; a new one is created O_EXCL.
+func openForWrite(parent int, base string, mode uint32, appendTo bool) (int, error) {
+	pfd, err := unix.Openat(parent, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+	}
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(pfd)
+	flags := unix.O_WRONLY | unix.O_TRUNC
+	if appendTo {
+		flags = unix.O_WRONLY | unix.O_APPEND
+	}
+	return reopen(pfd, flags)
+}
+
+// reopen opens the inode an O_PATH descriptor refers to, refusing anything
+// but regular files and directories. Going through /proc/self/fd reopens
+// that inode, not whatever the container has renamed into its path since.
+func reopen(pathFD int, flags int) (int, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(pathFD, &st); err != nil {
+		return -1, err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFDIR:
+		if flags&unix.O_DIRECTORY == 0 {
+			return -1, errNotRegular
+		}
+	default:
+		return -1, errNotRegular
+	}
+	return unix.Open(fmt.Sprintf("/proc/self/fd/%d", pathFD), flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+}
+
+// fileEvent emits a file lifecycle event for the request's instance.
+func (d *Daemon) fileEvent(action string, r *route.Request, p string) {
+	d.bus.Lifecycle(action, instanceURL(r.Project, r.Var("name")), r.Project, r.Identity.Requestor(), map[string]any{"path": p})
 }
 
 func (d *Daemon) deleteInstanceFile(r *route.Request) response.Response {
@@ -348,5 +393,6 @@ func (d *Daemon) deleteInstanceFile(r *route.Request) response.Response {
 	if err := unix.Unlinkat(parent, base, flags); err != nil {
 		return response.Error(fileErr(p, err))
 	}
+	d.fileEvent("instance-file-deleted", r, p)
 	return response.EmptySync()
 }
