@@ -286,7 +286,7 @@ static int moat_hotplug_open_source(const char *src, const char *op)
 	if (fd < 0) {
 		char what[PATH_MAX + 64];
 		if (errno == ELOOP)
-			snprintf(what, sizeof(what), "source %s has a symlink in its path since it was checked", src);
+			snprintf(what, sizeof(what), "source %s has a symlink in its path, which a mount source must not", src);
 		else
 			snprintf(what, sizeof(what), "source %s", src);
 		moat_hotplug_fail(op, what, errno);
