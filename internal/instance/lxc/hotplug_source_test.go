@@ -63,7 +63,9 @@ func TestHelperSourceNoSymlinks(t *testing.T) {
 			t.Fatalf("source %s mounted", src)
 		}
 	}
-	if _, err := hotplug(t, c, func(s *Spec) { s.Mounts = []Mount{{Source: filepath.Join(base, "sub", "data"), Path: path, ReadOnly: true}} }); err != nil {
+	if _, err := hotplug(t, c, func(s *Spec) {
+		s.Mounts = []Mount{{Source: filepath.Join(base, "sub", "data"), Path: path, ReadOnly: true}}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if _, out, _ := run(t, c, "cat", path+"/marker"); out != "allowed\n" {
