@@ -848,17 +848,29 @@ func (d *Daemon) stopLocked(l loaded, force bool, timeout time.Duration, request
 	case err != nil:
 		return err
 	}
+	action := "instance-shutdown"
+	if force {
+		action = "instance-stopped"
+	}
+	return d.recordStopped(l, action, requestor, event)
+}
+
+// recordStopped is the bookkeeping after a container stopped, whoever
+// stopped it: an ephemeral one is deleted, any other has its power state
+// recorded; then the lifecycle events, if wanted.
+func (d *Daemon) recordStopped(l loaded, action string, requestor *api.Requestor, event bool) error {
+	url := instanceURL(l.Project, l.Name)
 	if l.Ephemeral {
 		if err := d.removeInstance(context.Background(), l.Instance); err != nil {
 			return err
 		}
 		if event {
-			d.bus.Lifecycle("instance-stopped", instanceURL(l.Project, l.Name), l.Project, requestor, nil)
-			d.bus.Lifecycle("instance-deleted", instanceURL(l.Project, l.Name), l.Project, requestor, nil)
+			d.bus.Lifecycle(action, url, l.Project, requestor, nil)
+			d.bus.Lifecycle("instance-deleted", url, l.Project, requestor, nil)
 		}
 		return nil
 	}
-	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+	err := d.store.Update(context.Background(), func(tx *store.Tx) error {
 		in, err := tx.Instance(l.Project, l.Name)
 		if err != nil {
 			return err
@@ -870,11 +882,7 @@ func (d *Daemon) stopLocked(l loaded, force bool, timeout time.Duration, request
 		return err
 	}
 	if event {
-		action := "instance-shutdown"
-		if force {
-			action = "instance-stopped"
-		}
-		d.bus.Lifecycle(action, instanceURL(l.Project, l.Name), l.Project, requestor, nil)
+		d.bus.Lifecycle(action, url, l.Project, requestor, nil)
 	}
 	return nil
 }

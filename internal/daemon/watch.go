@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"os"
 	"sync"
@@ -187,25 +186,5 @@ func (d *Daemon) initExited(w *initWatch) error {
 		action = "instance-shutdown"
 	}
 	d.log.Info("container stopped on its own", "name", w.name, "project", w.project, "action", action)
-	if l.Ephemeral {
-		if err := d.removeInstance(context.Background(), l.Instance); err != nil {
-			return err
-		}
-		d.bus.Lifecycle(action, url, w.project, nil, nil)
-		d.bus.Lifecycle("instance-deleted", url, w.project, nil, nil)
-		return nil
-	}
-	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
-		in, err := tx.Instance(w.project, w.name)
-		if err != nil {
-			return err
-		}
-		in.Config["volatile.last_state.power"] = "STOPPED"
-		return tx.UpdateInstance(in)
-	})
-	if err != nil {
-		return err
-	}
-	d.bus.Lifecycle(action, url, w.project, nil, nil)
-	return nil
+	return d.recordStopped(l, action, nil, true)
 }
