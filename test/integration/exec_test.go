@@ -4,8 +4,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/moat/moat/internal/testdaemon"
 )
 
 // confinementScript prints one line per way an exec'd process differs
@@ -55,12 +53,7 @@ func TestExecConfinement(t *testing.T) {
 // terminal of the container (tty names its /dev/pts entry), -T none, and
 // exit codes come back either way.
 func TestLXCExecTerminal(t *testing.T) {
-	path, _ := testdaemon.BusyboxImage(t)
-	d := testdaemon.Start(t)
-	lxc := newLXC(t, d)
-	lxc.run("image", "import", path, "--alias", "bb")
-	t.Cleanup(func() { lxc.cmd("delete", "-f", "c1").Run() })
-	lxc.run("launch", "bb", "c1")
+	lxc := lxcLaunched(t)
 
 	out := lxc.run("exec", "-t", "c1", "--", "sh", "-c", "tty; ls /dev/pts")
 	m := regexp.MustCompile(`^/dev/pts/(\d+)\r?\n`).FindStringSubmatch(out)

@@ -223,14 +223,7 @@ func TestInstanceConfigValidation(t *testing.T) {
 	if res.Status != 400 || !strings.Contains(res.Body.Error, `"source"`) {
 		t.Errorf("bad disk: %d %s", res.Status, res.Body.Error)
 	}
-	var names []string
-	d.Do("GET", "/1.0/instances", nil).Metadata(t, &names)
-	if len(names) != 0 {
-		t.Fatalf("refused creates left instances: %v", names)
-	}
-	if entries, _ := os.ReadDir(filepath.Join(d.Dir, "storage-pools/default/containers")); len(entries) != 0 {
-		t.Fatalf("refused creates left storage: %v", entries)
-	}
+	noInstancesLeft(t, d)
 
 	// Updates go through the same check and change nothing when refused.
 	launch(t, d, "c1", nil)
@@ -485,13 +478,21 @@ func TestLifecycleEventsHaveRequestor(t *testing.T) {
 	}
 }
 
-func TestLXCClientContainers(t *testing.T) {
+// lxcLaunched starts moatd, imports the busybox image with the real lxc
+// client and launches c1 with it.
+func lxcLaunched(t *testing.T) *lxcClient {
+	t.Helper()
 	path, _ := testdaemon.BusyboxImage(t)
 	d := testdaemon.Start(t)
 	lxc := newLXC(t, d)
 	lxc.run("image", "import", path, "--alias", "bb")
 	t.Cleanup(func() { lxc.cmd("delete", "-f", "c1").Run() })
 	lxc.run("launch", "bb", "c1")
+	return lxc
+}
+
+func TestLXCClientContainers(t *testing.T) {
+	lxc := lxcLaunched(t)
 	c := lxc.cmd("exec", "c1", "--", "sh", "-c", "exit 3")
 	if err := c.Run(); err == nil || c.ProcessState.ExitCode() != 3 {
 		t.Fatalf("lxc exec exit code: %v", err)

@@ -15,9 +15,9 @@ import (
 	"github.com/moat/moat/internal/testdaemon"
 )
 
-// gapNoInstances fails if the daemon lists any instance or holds any
+// noInstancesLeft fails if the daemon lists any instance or holds any
 // container storage: a refused create must leave nothing.
-func gapNoInstances(t *testing.T, d *testdaemon.Daemon) {
+func noInstancesLeft(t *testing.T, d *testdaemon.Daemon) {
 	t.Helper()
 	var names []string
 	d.Do("GET", "/1.0/instances", nil).Metadata(t, &names)
@@ -71,7 +71,7 @@ func TestRootDiskPoolMustExist(t *testing.T) {
 	if res.Status != 400 || !strings.Contains(res.Body.Error, `"nope"`) {
 		t.Fatalf("root disk on pool nope: %d %q", res.Status, res.Body.Error)
 	}
-	gapNoInstances(t, d)
+	noInstancesLeft(t, d)
 	// The legitimate path: the root disk of the default profile.
 	mustSucceed(t, d, gapCreate(d, "okp", nil, nil))
 	res = d.Do("PATCH", "/1.0/instances/okp", map[string]any{"devices": map[string]any{"root": map[string]string{"type": "disk", "path": "/", "pool": "nope"}}})
@@ -157,7 +157,7 @@ func TestLimitsCPUSetAgainstOnlineCPUs(t *testing.T) {
 			t.Errorf("limits.cpu=%s: %d %q, want 400 naming limits.cpu", bad, res.Status, res.Body.Error)
 		}
 	}
-	gapNoInstances(t, d)
+	noInstancesLeft(t, d)
 	mustSucceed(t, d, gapCreate(d, "cpus", map[string]string{"limits.cpu": set}, nil))
 	res := d.Do("PATCH", "/1.0/instances/cpus", map[string]any{"config": map[string]string{"limits.cpu": strconv.Itoa(len(online))}})
 	if res.Status != 200 && res.Status != 202 {
