@@ -28,6 +28,7 @@ import (
 	"github.com/moat/moat/internal/operation"
 	"github.com/moat/moat/internal/response"
 	"github.com/moat/moat/internal/route"
+	"github.com/moat/moat/internal/store"
 )
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -41,6 +42,11 @@ func wsSecret() string {
 // execLogDir holds record-output files of an instance.
 func (d *Daemon) execLogDir(project, name string) string {
 	return filepath.Join(d.cfg.StateDir, "logs", d.ct.lxcName(project, name))
+}
+
+// removeExecLogs drops an instance's record-output files with it.
+func (d *Daemon) removeExecLogs(in store.Instance) {
+	_ = os.RemoveAll(d.execLogDir(in.Project, in.Name))
 }
 
 // execEnv builds the command's environment: LXD's defaults, then the
