@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"runtime"
@@ -180,7 +181,13 @@ func LimitsCPU(v string) error {
 // and a shell fit.
 const MinMemory = 4 << 20
 
-// LimitsMemory accepts a size ("512MiB") of at least MinMemory, or a
+// MaxMemory is the largest limits.memory in bytes: the kernel takes the
+// limit as a signed 64-bit number, and the driver hands it on as one, so a
+// larger size (ParseByteSize goes up to 2^64-1) would turn negative and
+// fail only at the next start, after the config was stored.
+const MaxMemory = math.MaxInt64
+
+// LimitsMemory accepts a size ("512MiB") from MinMemory to MaxMemory, or a
 // percentage of host memory from 1% to 100%.
 func LimitsMemory(v string) error {
 	if p, ok := strings.CutSuffix(v, "%"); ok {
@@ -196,6 +203,9 @@ func LimitsMemory(v string) error {
 	}
 	if n < MinMemory {
 		return fmt.Errorf("must be at least %d bytes (4MiB)", MinMemory)
+	}
+	if n > MaxMemory {
+		return fmt.Errorf("must be at most %d bytes (8EiB - 1)", uint64(MaxMemory))
 	}
 	return nil
 }
@@ -218,6 +228,9 @@ var deviceSchemas = map[string]map[string]func(string) error{
 	DeviceUnixChar:  unixDeviceKeys,
 	DeviceUnixBlock: unixDeviceKeys,
 }
+
+// rootDiskIgnored are the disk keys that mean nothing for the root disk.
+var rootDiskIgnored = []string{"readonly", "required"}
 
 var unixDeviceKeys = map[string]func(string) error{
 	"source":   AbsPath,
@@ -307,6 +320,14 @@ func checkDevice(name string, dev map[string]string) error {
 			}
 			if dev["source"] != "" {
 				return errors.New(`the root disk (path "/") takes no "source"`)
+			}
+			// The root disk is the instance's overlay on its pool: it is
+			// always there and always writable, so these keys would be
+			// stored and do nothing.
+			for _, k := range rootDiskIgnored {
+				if dev[k] != "" {
+					return fmt.Errorf("key %q is not supported on the root disk (path \"/\")", k)
+				}
 			}
 			return nil
 		}
