@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"mime"
 	"mime/multipart"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -212,41 +214,45 @@ func (d *Daemon) createImage(r *route.Request) response.Response {
 		for k := range q {
 			props[k] = q.Get(k)
 		}
+		if err := checkImageProperties(props, "X-LXD-properties"); err != nil {
+			return response.Error(err)
+		}
+	}
+	// The row is written by the image store once the files are in place
+	// and under its lock, so that no prune runs between the two; a
+	// refused row takes the files this upload placed with it.
+	register := func(imp *image.Imported) error {
+		if err := checkImageProperties(imp.Metadata.Properties, "metadata.yaml"); err != nil {
+			return err
+		}
+		for k, v := range imp.Metadata.Properties {
+			if _, set := props[k]; !set {
+				props[k] = v
+			}
+		}
+		m := store.Image{
+			Project: project, Fingerprint: imp.Fingerprint, Filename: filename, Size: imp.Size, Public: public,
+			Architecture: imp.Metadata.Architecture, Type: "container", Properties: props,
+			CreatedAt: time.Unix(imp.Metadata.CreationDate, 0).UTC(), UploadedAt: time.Now().UTC(),
+		}
+		return d.store.Update(context.Background(), func(tx *store.Tx) error { return tx.CreateImage(m) })
 	}
 	var imp *image.Imported
 	progress := func(n int64) {}
 	// The body is read here, in the request: an operation outliving the
 	// request could not read it. The client waits on the operation.
 	if ct == "multipart/form-data" {
-		imp, err = d.importSplit(r, params["boundary"], progress)
+		imp, err = d.importSplit(r, params["boundary"], progress, register)
 	} else {
-		imp, err = d.ct.images.ImportUnified(r.HTTP.Body, progress)
+		imp, err = d.ct.images.ImportUnified(r.HTTP.Body, progress, register)
 	}
 	if err != nil {
-		var maxErr interface{ Error() string }
-		if errors.As(err, &maxErr) && strings.Contains(err.Error(), "request body too large") {
-			return response.Error(errdefs.TooLargef("Image is larger than %d bytes", int64(MaxImageSize)))
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return response.Error(errdefs.TooLargef("Image is larger than %d bytes", maxErr.Limit))
 		}
 		if errors.Is(err, image.ErrInvalid) {
 			return response.Error(errdefs.Invalidf("%v", err))
-		}
-		return response.Error(err)
-	}
-	for k, v := range imp.Metadata.Properties {
-		if _, set := props[k]; !set {
-			props[k] = v
-		}
-	}
-	now := time.Now().UTC()
-	m := store.Image{
-		Project: project, Fingerprint: imp.Fingerprint, Filename: filename, Size: imp.Size, Public: public,
-		Architecture: imp.Metadata.Architecture, Type: "container", Properties: props,
-		CreatedAt: time.Unix(imp.Metadata.CreationDate, 0).UTC(), UploadedAt: now,
-	}
-	err = d.store.Update(context.Background(), func(tx *store.Tx) error { return tx.CreateImage(m) })
-	if err != nil {
-		if !errors.Is(err, errdefs.ErrConflict) {
-			d.pruneImage(imp.Fingerprint)
 		}
 		return response.Error(err)
 	}
@@ -265,7 +271,11 @@ func (d *Daemon) createImage(r *route.Request) response.Response {
 	return response.Async(op.Render(r.Identity))
 }
 
-func (d *Daemon) importSplit(r *route.Request, boundary string, progress image.Progress) (*image.Imported, error) {
+// maxSplitMetadata bounds the metadata part of a split upload, which is
+// held in memory (a metadata tarball is a few KiB).
+const maxSplitMetadata = 64 << 20
+
+func (d *Daemon) importSplit(r *route.Request, boundary string, progress image.Progress, register image.Register) (*image.Imported, error) {
 	if boundary == "" {
 		return nil, errdefs.Invalidf("Multipart upload without a boundary")
 	}
@@ -276,15 +286,22 @@ func (d *Daemon) importSplit(r *route.Request, boundary string, progress image.P
 	}
 	// The metadata tarball is small: buffer it so the rootfs part can be
 	// reached.
-	buf, err := io.ReadAll(io.LimitReader(meta, 64<<20))
+	buf, err := io.ReadAll(io.LimitReader(meta, maxSplitMetadata+1))
 	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return nil, err
+		}
 		return nil, errdefs.Invalidf("Reading the metadata part: %v", err)
+	}
+	if len(buf) > maxSplitMetadata {
+		return nil, errdefs.TooLargef("The \"metadata\" part is larger than %d MiB", maxSplitMetadata>>20)
 	}
 	rootfs, err := mr.NextPart()
 	if err != nil || (rootfs.FormName() != "rootfs") {
 		return nil, errdefs.Invalidf("A split image upload needs a \"rootfs\" part after \"metadata\"")
 	}
-	return d.ct.images.ImportSplit(strings.NewReader(string(buf)), rootfs, progress)
+	return d.ct.images.ImportSplit(bytes.NewReader(buf), rootfs, progress, register)
 }
 
 // pruneImage removes image files no project references any more, once
@@ -296,22 +313,33 @@ func (d *Daemon) pruneImage(fp string) {
 	if fp == "" {
 		return
 	}
-	used := true
-	err := d.store.View(context.Background(), func(tx *store.Tx) error {
-		n, err := tx.ImageRefs(fp)
-		if err != nil || n > 0 {
-			return err
-		}
-		ins, err := tx.Instances("")
-		if err != nil {
-			return err
-		}
-		used = slices.ContainsFunc(ins, func(in store.Instance) bool { return in.Config["volatile.base_image"] == fp })
-		return nil
+	_ = d.ct.images.RemoveUnused(fp, func() (bool, error) {
+		used := true
+		err := d.store.View(context.Background(), func(tx *store.Tx) error {
+			n, err := tx.ImageRefs(fp)
+			if err != nil || n > 0 {
+				return err
+			}
+			ins, err := tx.Instances("")
+			if err != nil {
+				return err
+			}
+			used = slices.ContainsFunc(ins, func(in store.Instance) bool { return in.Config["volatile.base_image"] == fp })
+			return nil
+		})
+		return used, err
 	})
-	if err == nil && !used {
-		_ = d.ct.images.Remove(fp)
+}
+
+// checkImageProperties refuses property names LXD's clients cannot
+// round-trip (empty, or with a NUL or newline); where names the source.
+func checkImageProperties(props map[string]string, where string) error {
+	for k := range props {
+		if k == "" || strings.ContainsAny(k, "\x00\n") {
+			return errdefs.Invalidf("Invalid image property name %q in %s", k, where)
+		}
 	}
+	return nil
 }
 
 type imagePatch struct {
@@ -351,12 +379,20 @@ func (d *Daemon) patchImage(r *route.Request) response.Response {
 	})
 }
 
+// updateImage reads, checks If-Match against, changes and writes the
+// image in one write transaction, so a concurrent change is neither lost
+// nor checked against a stale copy.
 func (d *Daemon) updateImage(r *route.Request, change func(*store.Image)) response.Response {
-	m, err := d.lookupImage(r)
+	found, err := d.lookupImage(r)
 	if err != nil {
 		return response.Error(err)
 	}
+	var m store.Image
 	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+		var err error
+		if m, err = tx.Image(found.Project, found.Fingerprint); err != nil {
+			return err
+		}
 		cur, err := d.renderImage(tx, m)
 		if err != nil {
 			return err
@@ -365,10 +401,8 @@ func (d *Daemon) updateImage(r *route.Request, change func(*store.Image)) respon
 			return err
 		}
 		change(&m)
-		for k := range m.Properties {
-			if k == "" || strings.ContainsAny(k, "\x00\n") {
-				return errdefs.Invalidf("Invalid image property name %q", k)
-			}
+		if err := checkImageProperties(m.Properties, "properties"); err != nil {
+			return err
 		}
 		return tx.UpdateImage(m)
 	})

@@ -27,6 +27,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -47,7 +48,18 @@ type Metadata struct {
 // Store is the image directory.
 type Store struct {
 	Dir string
+	// mu serialises every change to which images are present: a commit
+	// together with the recording of the image (Register), and a removal
+	// together with the check that nothing records it any more. Without
+	// it a removal could run between a commit that found the files
+	// present and the recording, leaving a record without files.
+	mu sync.Mutex
 }
+
+// Register records an imported image (the daemon's database row). It runs
+// with the store locked, once the image's files are in place; when it
+// fails, the files this import put in place are removed again.
+type Register func(*Imported) error
 
 // Open creates dir (0700: unpacked images hold setuid binaries owned by
 // host root) and removes what an interrupted import left behind.
@@ -78,13 +90,28 @@ func (s *Store) Has(fp string) bool {
 	return err == nil
 }
 
-// Remove deletes an image's files.
-func (s *Store) Remove(fp string) error {
+// RemoveUnused deletes an image's files unless used reports that
+// something still needs them; used runs with the store locked, so no
+// import of the same image can record it meanwhile.
+func (s *Store) RemoveUnused(fp string, used func() (bool, error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inUse, err := used()
+	if err != nil || inUse {
+		return err
+	}
+	return s.remove(fp)
+}
+
+// remove deletes an image's files; the caller holds mu.
+func (s *Store) remove(fp string) error {
 	return errors.Join(os.RemoveAll(s.Rootfs(fp)), os.RemoveAll(s.File(fp)), os.RemoveAll(s.File(fp)+".rootfs.tar"))
 }
 
 // Prune removes image files that keep returns false for.
 func (s *Store) Prune(keep func(fp string) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	entries, _ := os.ReadDir(s.Dir)
 	for _, e := range entries {
 		fp, _, _ := strings.Cut(e.Name(), ".")
@@ -104,8 +131,9 @@ type Imported struct {
 // Progress receives the number of bytes received so far.
 type Progress func(n int64)
 
-// ImportUnified reads a unified tarball from r.
-func (s *Store) ImportUnified(r io.Reader, progress Progress) (*Imported, error) {
+// ImportUnified reads a unified tarball from r and records it with
+// register (nil: not recorded).
+func (s *Store) ImportUnified(r io.Reader, progress Progress, register Register) (*Imported, error) {
 	stage, err := os.MkdirTemp(s.Dir, ".tmp-")
 	if err != nil {
 		return nil, err
@@ -120,12 +148,13 @@ func (s *Store) ImportUnified(r io.Reader, progress Progress) (*Imported, error)
 	if err != nil {
 		return nil, err
 	}
-	return s.commit(stage, fp, size, meta, map[string]string{"image": fp})
+	return s.commit(stage, fp, size, meta, map[string]string{"image": fp}, register)
 }
 
 // ImportSplit reads a metadata tarball and a rootfs tarball. The
 // fingerprint is the sha256 of the two concatenated, as LXD computes it.
-func (s *Store) ImportSplit(metadata, rootfs io.Reader, progress Progress) (*Imported, error) {
+// register is as for ImportUnified.
+func (s *Store) ImportSplit(metadata, rootfs io.Reader, progress Progress, register Register) (*Imported, error) {
 	stage, err := os.MkdirTemp(s.Dir, ".tmp-")
 	if err != nil {
 		return nil, err
@@ -149,24 +178,47 @@ func (s *Store) ImportSplit(metadata, rootfs io.Reader, progress Progress) (*Imp
 	if err := unpackRootfsOnly(rfile, filepath.Join(stage, "rootfs")); err != nil {
 		return nil, err
 	}
-	return s.commit(stage, fp, n1+n2, meta, map[string]string{"meta": fp, "rootfs.tar": fp + ".rootfs.tar"})
+	return s.commit(stage, fp, n1+n2, meta, map[string]string{"meta": fp, "rootfs.tar": fp + ".rootfs.tar"}, register)
 }
 
-func (s *Store) commit(stage, fp string, size int64, meta *Metadata, files map[string]string) (*Imported, error) {
-	if s.Has(fp) {
-		// Same bytes already unpacked (another project, or a retry).
-		return &Imported{Fingerprint: fp, Size: size, Metadata: *meta}, nil
+// commit moves the staged files into place, unless the same bytes are
+// already there (another project's upload, a retry, or a concurrent
+// upload of the same image that committed first), then records the
+// image. It is all or nothing: a failed move or a refused record leaves
+// none of the files this call placed.
+func (s *Store) commit(stage, fp string, size int64, meta *Metadata, files map[string]string, register Register) (*Imported, error) {
+	imp := &Imported{Fingerprint: fp, Size: size, Metadata: *meta}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	placed := false
+	if !s.Has(fp) {
+		placed = true
+		if err := s.place(stage, fp, files); err != nil {
+			return nil, errors.Join(err, s.remove(fp))
+		}
 	}
-	for from, to := range files {
-		if err := os.Rename(filepath.Join(stage, from), filepath.Join(s.Dir, to)); err != nil {
+	if register != nil {
+		if err := register(imp); err != nil {
+			if placed {
+				err = errors.Join(err, s.remove(fp))
+			}
 			return nil, err
 		}
 	}
-	// The rootfs goes last: its presence is what Has checks.
-	if err := os.Rename(filepath.Join(stage, "rootfs"), s.Rootfs(fp)); err != nil {
-		return nil, err
+	return imp, nil
+}
+
+// place renames the staged files to their names in the store; the
+// caller holds mu and has found no rootfs for fp, so whatever else
+// carries fp's name is the debris of an interrupted commit, replaced.
+func (s *Store) place(stage, fp string, files map[string]string) error {
+	for from, to := range files {
+		if err := os.Rename(filepath.Join(stage, from), filepath.Join(s.Dir, to)); err != nil {
+			return err
+		}
 	}
-	return &Imported{Fingerprint: fp, Size: size, Metadata: *meta}, nil
+	// The rootfs goes last: its presence is what Has checks.
+	return os.Rename(filepath.Join(stage, "rootfs"), s.Rootfs(fp))
 }
 
 func saveHashed(file string, rs []io.Reader, progress Progress) (string, int64, error) {
@@ -199,6 +251,11 @@ func saveTo(file string, r io.Reader, h io.Writer, progress Progress, offset int
 	n, err := io.Copy(io.MultiWriter(f, h, pw), r)
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// The body (or a multipart upload's part) ended before its end:
+		// the upload is incomplete, which is the client's doing.
+		return n, fmt.Errorf("%w: the upload ended before it was complete (%v)", ErrInvalid, err)
 	}
 	if err != nil {
 		return n, fmt.Errorf("receiving image: %w", err)

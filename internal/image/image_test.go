@@ -130,7 +130,7 @@ func openStore(t *testing.T) *Store {
 // message containing want, leaving nothing in the store.
 func refused(t *testing.T, s *Store, body []byte, want string) {
 	t.Helper()
-	imp, err := s.ImportUnified(bytes.NewReader(body), nil)
+	imp, err := s.ImportUnified(bytes.NewReader(body), nil, nil)
 	if err == nil {
 		t.Fatalf("import succeeded: %+v", imp)
 	}
@@ -293,7 +293,7 @@ func checkLegit(t *testing.T, root string) {
 
 func TestLegitimateImageUnpacks(t *testing.T) {
 	s := openStore(t)
-	imp, err := s.ImportUnified(bytes.NewReader(tarball(t, true, legitRootfs("rootfs/")...)), nil)
+	imp, err := s.ImportUnified(bytes.NewReader(tarball(t, true, legitRootfs("rootfs/")...)), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestSplitUpload(t *testing.T) {
 	meta := tarball(t, true,
 		sym("templates", v.dir), reg("templates/evil", "x", 0o644),
 		sym("rootfs/a", v.dir), dir("rootfs/a", 0o777), reg("rootfs/a/evil", "x", 0o644))
-	imp, err := s.ImportSplit(bytes.NewReader(meta), bytes.NewReader(tarball(t, false, legitRootfs("")...)), nil)
+	imp, err := s.ImportSplit(bytes.NewReader(meta), bytes.NewReader(tarball(t, false, legitRootfs("")...)), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestSplitUpload(t *testing.T) {
 		`escapes`:            {reg("../x", "x", 0o644)},
 	} {
 		other := openStore(t)
-		_, err := other.ImportSplit(bytes.NewReader(tarball(t, true)), bytes.NewReader(tarball(t, false, rootfs...)), nil)
+		_, err := other.ImportSplit(bytes.NewReader(tarball(t, true)), bytes.NewReader(tarball(t, false, rootfs...)), nil, nil)
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
 			t.Errorf("split %v: %v, want ErrInvalid naming %s", rootfs[len(rootfs)-1].Name, err, want)
 		}
