@@ -7,7 +7,7 @@ import (
 	"github.com/moat/moat/api"
 	"github.com/moat/moat/internal/authz"
 	"github.com/moat/moat/internal/errdefs"
-	"github.com/moat/moat/internal/instance"
+	"github.com/moat/moat/internal/identity"
 	"github.com/moat/moat/internal/response"
 	"github.com/moat/moat/internal/route"
 	"github.com/moat/moat/internal/store"
@@ -18,8 +18,9 @@ func storagePoolEntity(r *route.Request) authz.Entity {
 }
 
 // storageEndpoints: pools are listed and shown to anyone trusted (lxc
-// launch reads the pool); only the default dir pool exists, created at
-// first start, and creating more is not supported yet.
+// launch reads the pool), with used_by filtered to the caller's projects;
+// only the default dir pool exists, created at first start, and creating
+// more is not supported yet.
 func (d *Daemon) storageEndpoints() []*route.Endpoint {
 	return []*route.Endpoint{
 		{Path: "/1.0/storage-pools",
@@ -34,26 +35,57 @@ func (d *Daemon) storageEndpoints() []*route.Endpoint {
 
 func storagePoolURL(name string) string { return "/1.0/storage-pools/" + url.PathEscape(name) }
 
-func (d *Daemon) renderPool(tx *store.Tx, p store.StoragePool, id bool) (api.StoragePool, error) {
+// renderPool shows a pool to id. The pool is server-level, but what uses
+// it lives in projects: used_by lists the instances and profiles whose
+// root disk is on the pool, in the projects id may see only (a confined
+// identity must not learn other projects' instance names from it), and
+// the config (the host path) is for admins.
+func (d *Daemon) renderPool(tx *store.Tx, p store.StoragePool, id *identity.Identity) (api.StoragePool, error) {
+	onPool := func(devs store.Devices) bool {
+		for _, dev := range devs {
+			if dev["type"] == "disk" && dev["path"] == "/" && dev["pool"] == p.Name {
+				return true
+			}
+		}
+		return false
+	}
 	used := []string{}
 	ins, err := tx.Instances("")
 	if err != nil {
 		return api.StoragePool{}, err
 	}
 	for _, in := range ins {
+		if !authz.CanViewProject(id, in.Project) {
+			continue
+		}
 		l, err := d.expand(tx, in)
 		if err != nil {
 			continue
 		}
-		for _, dev := range l.ED {
-			if dev["type"] == "disk" && dev["path"] == "/" && dev["pool"] == p.Name {
-				used = append(used, instanceURL(in.Project, in.Name))
-				break
+		if onPool(l.ED) {
+			used = append(used, instanceURL(in.Project, in.Name))
+		}
+	}
+	projects, err := tx.Projects()
+	if err != nil {
+		return api.StoragePool{}, err
+	}
+	for _, pr := range projects {
+		if !authz.CanViewProject(id, pr.Name) {
+			continue
+		}
+		profiles, err := tx.Profiles(pr.Name)
+		if err != nil {
+			return api.StoragePool{}, err
+		}
+		for _, f := range profiles {
+			if onPool(f.Devices) {
+				used = append(used, profileURL(f.Project, f.Name))
 			}
 		}
 	}
 	cfg := p.Config
-	if !id {
+	if !id.IsAdmin() {
 		cfg = map[string]string{}
 	}
 	return api.StoragePool{Name: p.Name, Driver: p.Driver, Description: p.Description, Config: cfg,
@@ -61,7 +93,6 @@ func (d *Daemon) renderPool(tx *store.Tx, p store.StoragePool, id bool) (api.Sto
 }
 
 func (d *Daemon) getStoragePools(r *route.Request) response.Response {
-	admin := r.Identity.IsAdmin()
 	var out []api.StoragePool
 	err := d.store.View(context.Background(), func(tx *store.Tx) error {
 		pools, err := tx.StoragePools()
@@ -69,7 +100,7 @@ func (d *Daemon) getStoragePools(r *route.Request) response.Response {
 			return err
 		}
 		for _, p := range pools {
-			ap, err := d.renderPool(tx, p, admin)
+			ap, err := d.renderPool(tx, p, r.Identity)
 			if err != nil {
 				return err
 			}
@@ -90,7 +121,7 @@ func (d *Daemon) getStoragePool(r *route.Request) response.Response {
 		if err != nil {
 			return err
 		}
-		out, err = d.renderPool(tx, p, r.Identity.IsAdmin())
+		out, err = d.renderPool(tx, p, r.Identity)
 		return err
 	})
 	if err != nil {
@@ -102,5 +133,3 @@ func (d *Daemon) getStoragePool(r *route.Request) response.Response {
 func (d *Daemon) createStoragePool(r *route.Request) response.Response {
 	return response.Error(errdefs.NotImplementedf("Only the default dir pool is supported; creating pools is not implemented yet"))
 }
-
-var _ = instance.LXCName
