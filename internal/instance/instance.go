@@ -7,7 +7,9 @@ package instance
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -246,7 +248,7 @@ func BuildSpec(a SpecArgs) (lxcdriver.Spec, error) {
 			}
 			src, err := canonicalSource(d["source"])
 			if err != nil {
-				if config.IsTrue(d["required"]) || d["required"] == "" {
+				if required(d) {
 					return s, errdefs.Invalidf("Device %q: source %q: %v", name, d["source"], err)
 				}
 				continue
@@ -259,8 +261,19 @@ func BuildSpec(a SpecArgs) (lxcdriver.Spec, error) {
 			s.Mounts = append(s.Mounts, lxcdriver.Mount{Source: src, Path: d["path"], ReadOnly: config.IsTrue(d["readonly"])})
 		case config.DeviceUnixChar, config.DeviceUnixBlock:
 			dev, err := unixDevice(d)
+			if errors.Is(err, fs.ErrNotExist) && !required(d) {
+				continue // comes with the next start or device change
+			}
 			if err != nil {
 				return s, errdefs.Invalidf("Device %q: %v", name, err)
+			}
+			if !s.Privileged {
+				if _, ok := s.IDMap.HostID(true, int64(dev.UID)); !ok {
+					return s, errdefs.Invalidf("Device %q: key \"uid\": container uid %d is not mapped by the instance's ID map", name, dev.UID)
+				}
+				if _, ok := s.IDMap.HostID(false, int64(dev.GID)); !ok {
+					return s, errdefs.Invalidf("Device %q: key \"gid\": container gid %d is not mapped by the instance's ID map", name, dev.GID)
+				}
 			}
 			s.Devices = append(s.Devices, dev)
 		}
@@ -277,6 +290,14 @@ func canonicalSource(source string) (string, error) {
 	return filepath.EvalSymlinks(source)
 }
 
+// required reports whether a device whose source is missing must stop
+// the container from starting (the default) or is left out.
+func required(d map[string]string) bool {
+	return d["required"] == "" || config.IsTrue(d["required"])
+}
+
+// unixDevice is the driver device for a unix-char or unix-block device;
+// a missing source gives an error wrapping fs.ErrNotExist.
 func unixDevice(d map[string]string) (lxcdriver.Device, error) {
 	dev := lxcdriver.Device{Type: lxcdriver.CharDevice, Path: d["path"]}
 	if d["type"] == config.DeviceUnixBlock {
@@ -292,7 +313,7 @@ func unixDevice(d map[string]string) (lxcdriver.Device, error) {
 	} else {
 		var st unix.Stat_t
 		if err := unix.Stat(d["source"], &st); err != nil {
-			return dev, fmt.Errorf("source %q: %v", d["source"], err)
+			return dev, fmt.Errorf("source %q: %w", d["source"], err)
 		}
 		want := uint32(unix.S_IFCHR)
 		if dev.Type == lxcdriver.BlockDevice {
@@ -307,6 +328,10 @@ func unixDevice(d map[string]string) (lxcdriver.Device, error) {
 		n, _ := strconv.ParseUint(m, 8, 32)
 		dev.Mode = os.FileMode(n)
 	}
+	// Validated by package config (at most idmap.MaxID).
+	uid, _ := strconv.ParseUint(d["uid"], 10, 32)
+	gid, _ := strconv.ParseUint(d["gid"], 10, 32)
+	dev.UID, dev.GID = uint32(uid), uint32(gid)
 	return dev, nil
 }
 

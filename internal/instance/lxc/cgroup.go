@@ -12,14 +12,17 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	lxc "github.com/lxc/go-lxc"
 )
 
 // hierarchy is one mounted cgroup tree as liblxc uses it: for root, liblxc
 // creates lxc.payload.<name> and lxc.monitor.<name> under the cgroup of
-// pid 1 (not the caller's), so base comes from /proc/1/cgroup.
+// pid 1 (not the caller's), so base comes from /proc/1/cgroup, less a
+// trailing /init.scope (see liblxcBase).
 type hierarchy struct {
 	mount       string   // mountpoint
-	base        string   // pid 1's cgroup, relative to the mount
+	base        string   // liblxc's base cgroup, relative to the mount
 	controllers []string // v1 controllers; nil for the unified (v2) tree
 	unified     bool
 }
@@ -32,6 +35,13 @@ type cgroups struct {
 	hier []hierarchy
 	v1   map[string]bool // controllers on a v1 hierarchy
 	v2   map[string]bool // controllers enabled on the unified hierarchy
+
+	// Containers this process has started or updated, whose cpusets a
+	// CPU count is balanced against (see pickCPUs). A name stays until
+	// its container is deleted; one that is not running has no payload
+	// cgroup and counts for nothing.
+	mu    sync.Mutex
+	known map[string]bool
 }
 
 var hostCgroups = sync.OnceValues(func() (*cgroups, error) {
@@ -52,7 +62,7 @@ var hostCgroups = sync.OnceValues(func() (*cgroups, error) {
 // parseCgroups is the pure part of hostCgroups; readFile reads the
 // unified tree's cgroup.controllers.
 func parseCgroups(mountinfo, pid1 string, readFile func(string) (string, error)) (*cgroups, error) {
-	cg := &cgroups{v1: map[string]bool{}, v2: map[string]bool{}}
+	cg := &cgroups{v1: map[string]bool{}, v2: map[string]bool{}, known: map[string]bool{}}
 	bases := map[string]string{} // "memory" or "name=systemd" or "" (v2) -> path
 	for _, line := range strings.Split(strings.TrimSpace(pid1), "\n") {
 		f := strings.SplitN(line, ":", 3)
@@ -60,7 +70,7 @@ func parseCgroups(mountinfo, pid1 string, readFile func(string) (string, error))
 			continue
 		}
 		for _, c := range strings.Split(f[1], ",") {
-			bases[c] = f[2]
+			bases[c] = liblxcBase(f[2])
 		}
 	}
 	sc := bufio.NewScanner(strings.NewReader(mountinfo))
@@ -92,7 +102,8 @@ func parseCgroups(mountinfo, pid1 string, readFile func(string) (string, error))
 				continue
 			}
 			cg.hier = append(cg.hier, hierarchy{mount: mount, base: base, unified: true})
-			ctrls, err := readFile(filepath.Join(mount, "cgroup.controllers"))
+			// What can be enabled below the base, where the containers go.
+			ctrls, err := readFile(filepath.Join(mount, base, "cgroup.controllers"))
 			if err != nil {
 				return nil, err
 			}
@@ -105,6 +116,22 @@ func parseCgroups(mountinfo, pid1 string, readFile func(string) (string, error))
 		return nil, fmt.Errorf("%w: no cgroup hierarchy mounted", ErrUnsupported)
 	}
 	return cg, nil
+}
+
+// liblxcBase is the cgroup liblxc (5.0, as root and without
+// lxc.cgroup.relative) puts containers under, given pid 1's: systemd keeps
+// pid 1 in the leaf /init.scope, and liblxc cuts that last component off
+// so that containers do not land inside systemd's own scope. Reading the
+// monitor and payload cgroups anywhere else would find nothing.
+func liblxcBase(pid1 string) string {
+	const scope = "/init.scope"
+	if !strings.HasSuffix(pid1, scope) {
+		return pid1
+	}
+	if base := strings.TrimSuffix(pid1, scope); base != "" {
+		return base
+	}
+	return "/"
 }
 
 // unescapeMount undoes the octal escapes of mountinfo (\040 for space).
@@ -154,10 +181,29 @@ func (cg *cgroups) version(ctrl string) (int, error) {
 	return 0, fmt.Errorf("%w: cgroup controller %s", ErrUnsupported, ctrl)
 }
 
-// limitItems translates limits into controller settings. With live set,
-// unlimited values are written out explicitly so that removing a limit from
-// a running container takes effect; at start they are simply omitted.
-func (cg *cgroups) limitItems(l Limits, live bool) ([]cgroupItem, error) {
+// devicesVersion reports which device cgroup liblxc applies a container's
+// lxc.cgroup{,2}.devices rules with. On a host whose devices controller
+// is on a v1 tree it is that tree. The unified tree has no devices
+// controller to list in cgroup.controllers: there device control is an
+// eBPF program, which liblxc builds from lxc.cgroup2.devices.* and
+// attaches itself.
+func (cg *cgroups) devicesVersion() (int, error) {
+	if cg.v1["devices"] {
+		return 1, nil
+	}
+	for _, h := range cg.hier {
+		if h.unified {
+			return 2, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: no device cgroup (neither a v1 devices controller nor the unified hierarchy)", ErrUnsupported)
+}
+
+// limitItems translates the limits of container name into controller
+// settings. With live set, unlimited values are written out explicitly so
+// that removing a limit from a running container takes effect; at start
+// they are simply omitted. A CPU count is placed by pickCPUs.
+func (cg *cgroups) limitItems(name string, l Limits, live bool) ([]cgroupItem, error) {
 	var items []cgroupItem
 	add := func(ctrl string, v1file, v2file, value string) error {
 		v, err := cg.version(ctrl)
@@ -205,8 +251,11 @@ func (cg *cgroups) limitItems(l Limits, live bool) ([]cgroupItem, error) {
 			return nil, err
 		}
 	}
+	cg.mu.Lock()
+	cg.known[name] = true
+	cg.mu.Unlock()
 	if l.CPU != "" || live {
-		set, err := cpuSet(l.CPU)
+		set, err := cg.cpuSet(name, l.CPU)
 		if err != nil {
 			return nil, err
 		}
@@ -217,10 +266,45 @@ func (cg *cgroups) limitItems(l Limits, live bool) ([]cgroupItem, error) {
 	return items, nil
 }
 
-// cpuSet turns limits.cpu into a cpuset. A plain number is a count and
-// pins the container to that many online CPUs (the lowest ones; balancing
-// across containers is the instance layer's business); empty means all.
-func cpuSet(limit string) (string, error) {
+// applyLive writes limits to the running container l, named name. Either
+// every item is written or none is: the values in force are read first,
+// and on a failure (the kernel refuses a cpuset that a sub-cgroup inside
+// the container still uses, say) those already written are put back.
+func (cg *cgroups) applyLive(l *lxc.Container, name string, limits Limits) error {
+	items, err := cg.limitItems(name, limits, true)
+	if err != nil {
+		return err
+	}
+	prev := make([]string, len(items))
+	for i, it := range items {
+		v := l.CgroupItem(it.file)
+		// go-lxc reads a failure as ""; only v2's cpuset.cpus is empty
+		// when in force (it then follows the parent's).
+		if len(v) != 1 || v[0] == "" && !(it.version == 2 && it.file == "cpuset.cpus") {
+			return fmt.Errorf("reading %s of the running container: %q", it.file, v)
+		}
+		prev[i] = v[0]
+	}
+	for i, it := range items {
+		err := l.SetCgroupItem(it.file, it.value)
+		if err == nil {
+			continue
+		}
+		errs := []error{fmt.Errorf("setting %s=%s: %w", it.file, it.value, err)}
+		for j := i - 1; j >= 0; j-- {
+			if uerr := l.SetCgroupItem(items[j].file, prev[j]); uerr != nil {
+				errs = append(errs, fmt.Errorf("restoring %s=%s failed, the limits are left half-changed: %w", items[j].file, prev[j], uerr))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// cpuSet turns limits.cpu into a cpuset: a set is kept as it is, empty
+// means every online CPU, and a plain number is a count, placed on the
+// online CPUs least used by this process's other running containers.
+func (cg *cgroups) cpuSet(name, limit string) (string, error) {
 	if strings.ContainsAny(limit, ",-") {
 		return limit, nil
 	}
@@ -240,11 +324,97 @@ func cpuSet(limit string) (string, error) {
 		}
 		n = min(n, c)
 	}
-	parts := make([]string, n)
-	for i, c := range cpus[:n] {
+	if n < len(cpus) {
+		use, current := cg.cpuUse(name)
+		cpus = pickCPUs(cpus, n, use, current)
+	}
+	parts := make([]string, len(cpus))
+	for i, c := range cpus {
 		parts[i] = strconv.Itoa(c)
 	}
 	return strings.Join(parts, ","), nil
+}
+
+// pickCPUs chooses n of online: those the fewest other containers use
+// (use counts them per CPU), then those the container is on now
+// (current), so that an unrelated limit change does not move it, then
+// the lowest numbers. The result is in ascending order.
+func pickCPUs(online []int, n int, use map[int]int, current []int) []int {
+	order := slices.Clone(online)
+	slices.SortStableFunc(order, func(a, b int) int {
+		if d := use[a] - use[b]; d != 0 {
+			return d
+		}
+		ina, inb := slices.Contains(current, a), slices.Contains(current, b)
+		switch {
+		case ina && !inb:
+			return -1
+		case inb && !ina:
+			return 1
+		}
+		return a - b
+	})
+	picked := order[:min(n, len(order))]
+	slices.Sort(picked)
+	return picked
+}
+
+// cpuUse counts, per CPU, the other running containers of this process
+// whose cpuset holds it, and returns the CPUs name runs on now (nil when
+// it is not running). The cpusets are read from the payload cgroups, so
+// a container that stopped or changed its limits since counts as it is.
+// Two containers started at the same moment may still share CPUs until
+// one of them is restarted or has its limits changed.
+func (cg *cgroups) cpuUse(name string) (map[int]int, []int) {
+	cg.mu.Lock()
+	names := make([]string, 0, len(cg.known))
+	for n := range cg.known {
+		names = append(names, n)
+	}
+	cg.mu.Unlock()
+	use := map[int]int{}
+	var current []int
+	for _, n := range names {
+		cpus := cg.payloadCPUs(n)
+		if n == name {
+			current = cpus
+			continue
+		}
+		for _, c := range cpus {
+			use[c]++
+		}
+	}
+	return use, current
+}
+
+// payloadCPUs is the cpuset of container name's payload cgroup, nil if it
+// has none (not running) or it cannot be read.
+func (cg *cgroups) payloadCPUs(name string) []int {
+	v, err := cg.version("cpuset")
+	if err != nil {
+		return nil
+	}
+	for _, h := range cg.hier {
+		file := ""
+		switch {
+		case v == 1 && slices.Contains(h.controllers, "cpuset"):
+			file = "cpuset.cpus"
+		case v == 2 && h.unified:
+			file = "cpuset.cpus.effective" // cpuset.cpus is empty unless set
+		default:
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(h.path("lxc.payload."+name), file))
+		if err != nil {
+			return nil
+		}
+		cpus, err := expandCPUs(strings.TrimSpace(string(b)))
+		if err != nil {
+			return nil
+		}
+		return cpus
+	}
+	return nil
 }
 
 func expandCPUs(list string) ([]int, error) {
@@ -293,6 +463,9 @@ func (cg *cgroups) monitorPids(name string) []int {
 // lxc.pivot scratch group when nobody is in it (rmdir refuses a
 // populated cgroup, so a concurrent user is safe).
 func (cg *cgroups) removeLeftovers(name string) error {
+	cg.mu.Lock()
+	delete(cg.known, name)
+	cg.mu.Unlock()
 	var errs []error
 	for _, h := range cg.hier {
 		for _, d := range []string{"lxc.monitor." + name, "lxc.payload." + name, "lxc.pivot"} {

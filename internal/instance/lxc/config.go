@@ -96,7 +96,7 @@ func renderConfig(s *Spec, cg *cgroups) (string, error) {
 	}
 	set("lxc.cap.drop", strings.Join(drops, " "))
 
-	devVersion, err := cg.version("devices")
+	devVersion, err := cg.devicesVersion()
 	if err != nil {
 		return "", err
 	}
@@ -112,7 +112,7 @@ func renderConfig(s *Spec, cg *cgroups) (string, error) {
 		set(devKey+".allow", fmt.Sprintf("%c %d:%d rwm", d.Type, d.Major, d.Minor))
 	}
 
-	items, err := cg.limitItems(s.Limits, false)
+	items, err := cg.limitItems(s.Name, s.Limits, false)
 	if err != nil {
 		return "", err
 	}
@@ -135,10 +135,10 @@ func devNode(s *Spec, i int) string {
 	return filepath.Join(s.dir(), fmt.Sprintf("dev.%d", i))
 }
 
-// makeDevNodes (re)creates the host-side device nodes, owned by the
-// container's root so that it can use them, and removes those left by
-// devices hot-plugged in the last run.
-func makeDevNodes(s *Spec, uid, gid int) error {
+// makeDevNodes (re)creates the host-side device nodes, owned by the host
+// ids of each device's uid and gid, and removes those left by devices
+// hot-plugged in the last run.
+func makeDevNodes(s *Spec) error {
 	stale, _ := filepath.Glob(filepath.Join(s.dir(), hotplugNodePrefix+"*"))
 	for _, p := range stale {
 		if err := os.Remove(p); err != nil {
@@ -146,6 +146,7 @@ func makeDevNodes(s *Spec, uid, gid int) error {
 		}
 	}
 	for i, d := range s.Devices {
+		uid, gid := s.nodeOwner(d)
 		if err := makeNode(devNode(s, i), d, uid, gid); err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package lxcdriver
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -52,11 +53,12 @@ func TestParseCgroups(t *testing.T) {
 	for _, h := range cg.hier {
 		got[h.mount] = h.path("lxc.monitor.c")
 	}
+	// liblxc places containers beside systemd's /init.scope, not in it.
 	for mount, want := range map[string]string{
-		"/sys/fs/cgroup/pids":        "/sys/fs/cgroup/pids/init.scope/lxc.monitor.c",
+		"/sys/fs/cgroup/pids":        "/sys/fs/cgroup/pids/lxc.monitor.c",
 		"/sys/fs/cgroup/cpu,cpuacct": "/sys/fs/cgroup/cpu,cpuacct/lxc.monitor.c",
-		"/sys/fs/cgroup/systemd":     "/sys/fs/cgroup/systemd/init.scope/lxc.monitor.c",
-		"/sys/fs/cgroup/unified":     "/sys/fs/cgroup/unified/init.scope/lxc.monitor.c",
+		"/sys/fs/cgroup/systemd":     "/sys/fs/cgroup/systemd/lxc.monitor.c",
+		"/sys/fs/cgroup/unified":     "/sys/fs/cgroup/unified/lxc.monitor.c",
 	} {
 		if got[mount] != want {
 			t.Errorf("%s: %q, want %q", mount, got[mount], want)
@@ -75,9 +77,58 @@ func TestParseCgroups(t *testing.T) {
 	}
 }
 
+// TestParseCgroupsInitScope: on a systemd host whose pid 1 sits in
+// .../init.scope, the driver looks for monitor and payload cgroups where
+// liblxc makes them, one level up; the controllers are those available
+// there. (The test host's pid 1 is in "/", so only a fixture shows this.)
+func TestParseCgroupsInitScope(t *testing.T) {
+	var read []string
+	readFile := func(p string) (string, error) {
+		read = append(read, p)
+		return "cpuset memory pids\n", nil
+	}
+	for pid1, want := range map[string]string{
+		"0::/init.scope\n":                     "/sys/fs/cgroup/lxc.monitor.c",
+		"0::/machine.slice/outer/init.scope\n": "/sys/fs/cgroup/machine.slice/outer/lxc.monitor.c",
+		"0::/system.slice/notinit.scope\n":     "/sys/fs/cgroup/system.slice/notinit.scope/lxc.monitor.c",
+		"0::/init.scope/inner\n":               "/sys/fs/cgroup/init.scope/inner/lxc.monitor.c",
+	} {
+		read = nil
+		cg, err := parseCgroups(v2Mountinfo, pid1, readFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cg.hier[0].path("lxc.monitor.c"); got != want {
+			t.Errorf("pid 1 in %q: monitor cgroup %q, want %q", pid1, got, want)
+		}
+		if wantCtl := filepath.Join(filepath.Dir(want), "cgroup.controllers"); len(read) != 1 || read[0] != wantCtl {
+			t.Errorf("pid 1 in %q: controllers read from %v, want %s", pid1, read, wantCtl)
+		}
+	}
+}
+
+// TestDevicesVersion: device rules go where liblxc applies them, which on
+// a pure v2 host is the unified tree although its cgroup.controllers
+// never lists "devices".
+func TestDevicesVersion(t *testing.T) {
+	hybrid, _ := parseCgroups(hybridMountinfo, hybridPid1, fakeControllers(""))
+	v2, _ := parseCgroups(v2Mountinfo, "0::/init.scope\n", fakeControllers("cpuset cpu io memory pids\n"))
+	noDevV1, _ := parseCgroups(strings.ReplaceAll(hybridMountinfo, "rw,devices", "rw,rdma"), hybridPid1, fakeControllers(""))
+	onlyV1, _ := parseCgroups("35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n", "4:memory:/\n", fakeControllers(""))
+	for name, tt := range map[string]struct {
+		cg   *cgroups
+		want int
+	}{"hybrid": {hybrid, 1}, "pure v2": {v2, 2}, "hybrid without v1 devices": {noDevV1, 2}, "v1 without devices": {onlyV1, 0}} {
+		v, err := tt.cg.devicesVersion()
+		if v != tt.want || (tt.want == 0) != errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: v%d %v, want v%d", name, v, err, tt.want)
+		}
+	}
+}
+
 func TestLimitItems(t *testing.T) {
 	v1, _ := parseCgroups(hybridMountinfo, hybridPid1, fakeControllers(""))
-	v2, _ := parseCgroups(v2Mountinfo, "0::/\n", fakeControllers("cpuset memory pids devices"))
+	v2, _ := parseCgroups(v2Mountinfo, "0::/\n", fakeControllers("cpuset memory pids"))
 	hard := Limits{Memory: 1 << 30, Processes: 100, CPU: "0-1"}
 	soft := Limits{Memory: 1 << 30, MemoryEnforce: MemorySoft}
 	tests := []struct {
@@ -96,7 +147,7 @@ func TestLimitItems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			items, err := tt.cg.limitItems(tt.l, tt.live)
+			items, err := tt.cg.limitItems("c1", tt.l, tt.live)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -131,6 +182,8 @@ func TestSpecValidate(t *testing.T) {
 		"mount control char":    func(s *Spec) { s.Mounts = []Mount{{Source: "/srv", Path: "/a\tb"}} },
 		"device type":           func(s *Spec) { s.Devices = []Device{{Type: 'x', Path: "/dev/x"}} },
 		"device setuid mode":    func(s *Spec) { s.Devices = []Device{{Type: CharDevice, Path: "/dev/x", Mode: 0o4666}} },
+		"device uid unmapped":   func(s *Spec) { s.Devices = []Device{{Type: CharDevice, Path: "/dev/x", UID: 65536}} },
+		"device gid unmapped":   func(s *Spec) { s.Devices = []Device{{Type: CharDevice, Path: "/dev/x", GID: 1 << 31}} },
 		"cpu count zero":        func(s *Spec) { s.Limits.CPU = "0" },
 		"cpu garbage":           func(s *Spec) { s.Limits.CPU = "1;2" },
 		"negative memory":       func(s *Spec) { s.Limits.Memory = -1 },
@@ -208,5 +261,46 @@ func TestRenderConfig(t *testing.T) {
 	s.Nesting = true
 	if conf, _ := renderConfig(&s, cg); !strings.Contains(conf, "lxc.mount.auto = proc:rw sys:rw cgroup:rw:force\n") {
 		t.Error("forced privileged nesting does not get writable proc and sys")
+	}
+}
+
+// TestRenderConfigDeviceCgroup: the device allow-list is written for the
+// device cgroup liblxc uses, on a hybrid and on a pure v2 host, for
+// privileged and unprivileged containers alike, with nothing for the
+// other version.
+func TestRenderConfigDeviceCgroup(t *testing.T) {
+	hybrid, _ := parseCgroups(hybridMountinfo, hybridPid1, fakeControllers(""))
+	v2, _ := parseCgroups(v2Mountinfo, "0::/init.scope\n", fakeControllers("cpuset cpu io memory pids\n"))
+	unpriv := Spec{Name: "c1", LXCPath: "/l", Rootfs: "/r",
+		IDMap:   idmap.Set{{Isuid: true, Isgid: true, Hostid: 1065536, Maprange: 65536}},
+		Devices: []Device{{Type: CharDevice, Path: "/dev/x", Major: 10, Minor: 99}},
+		Limits:  Limits{Memory: 64 << 20}}
+	priv := unpriv
+	priv.Privileged, priv.IDMap = true, nil
+	for _, tt := range []struct {
+		name      string
+		cg        *cgroups
+		s         Spec
+		key, none string
+	}{
+		{"hybrid unprivileged", hybrid, unpriv, "lxc.cgroup.devices", "lxc.cgroup2.devices"},
+		{"hybrid privileged", hybrid, priv, "lxc.cgroup.devices", "lxc.cgroup2.devices"},
+		{"pure v2 unprivileged", v2, unpriv, "lxc.cgroup2.devices", "lxc.cgroup.devices"},
+		{"pure v2 privileged", v2, priv, "lxc.cgroup2.devices", "lxc.cgroup.devices"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conf, err := renderConfig(&tt.s, tt.cg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{tt.key + ".deny = a\n", tt.key + ".allow = c 1:3 rwm\n", tt.key + ".allow = c 10:99 rwm\n"} {
+				if !strings.Contains(conf, want) {
+					t.Errorf("config lacks %q", want)
+				}
+			}
+			if strings.Contains(conf, tt.none+".") {
+				t.Errorf("config has %s rules:\n%s", tt.none, conf)
+			}
+		})
 	}
 }

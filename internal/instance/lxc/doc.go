@@ -19,9 +19,12 @@
 //
 // # Isolation
 //
-// Unprivileged containers get a user namespace with the spec's map and an
-// idmapped rootfs mount, so images are never chowned. Privileged ones run
-// with extra capability drops and read-only /proc/sys, /sys and cgroupfs.
+// Unprivileged containers get a user namespace with the spec's map. Their
+// rootfs is moatd's overlay (package storage/overlay), which already shows
+// the container's shifted ids, so images are never chowned and the driver
+// bind-mounts it as it is. Privileged ones run with extra capability drops
+// and read-only /proc/sys, /sys and cgroupfs (unless the admin forced
+// nesting on them).
 // Both get a cgroup namespace, a seccomp deny list, a device cgroup
 // allow-list and a per-container directory of mode 0100 that only host
 // root and the container's own root can traverse.

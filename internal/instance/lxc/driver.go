@@ -124,7 +124,7 @@ func (c *Container) writeDir() error {
 			return err
 		}
 	}
-	return makeDevNodes(&c.spec, uid, gid)
+	return makeDevNodes(&c.spec)
 }
 
 // logErrors returns the ERROR lines of this start's liblxc log.
@@ -166,7 +166,9 @@ func (c *Container) withRunning(f func(*lxc.Container) error) error {
 }
 
 // UpdateLimits applies limits to the running container and records them
-// for the next start. Removing a limit writes the unlimited value.
+// for the next start. Removing a limit writes the unlimited value. On an
+// error nothing has changed, neither the running container's cgroups nor
+// the recorded limits.
 func (c *Container) UpdateLimits(limits Limits) error {
 	if err := limits.validate(); err != nil {
 		return err
@@ -180,14 +182,8 @@ func (c *Container) UpdateLimits(limits Limits) error {
 	if !l.Running() {
 		return ErrNotRunning
 	}
-	items, err := c.cg.limitItems(limits, true)
-	if err != nil {
+	if err := c.cg.applyLive(l, c.spec.Name, limits); err != nil {
 		return err
-	}
-	for _, it := range items {
-		if err := l.SetCgroupItem(it.file, it.value); err != nil {
-			return fmt.Errorf("setting %s=%s: %w", it.file, it.value, err)
-		}
 	}
 	c.spec.Limits = limits
 	return nil

@@ -134,7 +134,7 @@ func (c *Container) UpdateDevices(prev *Container) error {
 	}
 	devDir := ""
 	if len(oldD)+len(newD) > 0 {
-		if v, err := c.cg.version("devices"); err != nil || v != 1 {
+		if v, err := c.cg.devicesVersion(); err != nil || v != 1 {
 			return fmt.Errorf("%w: device cgroup v2 needs a BPF program, which moat does not load at run time", ErrUnsupported)
 		}
 		if devDir = c.live.dir(c.cg, "devices"); devDir == "" {
@@ -224,12 +224,7 @@ func onlyIn[T comparable](a, b []T) []T {
 // refuses to bind-mount an unlinked one again, which a nested container
 // manager inside would do.
 func (c *Container) bindNode(li *liveInfo, d Device) error {
-	uid, gid := 0, 0
-	if !c.spec.Privileged {
-		u, _ := c.spec.IDMap.HostID(true, 0) // validated in New
-		g, _ := c.spec.IDMap.HostID(false, 0)
-		uid, gid = int(u), int(g)
-	}
+	uid, gid := c.spec.nodeOwner(d)
 	path := hotplugNode(&c.spec, d.Path)
 	if err := makeNode(path, d, uid, gid); err != nil {
 		return err
@@ -308,7 +303,7 @@ func writeDeviceRule(dir, file string, d Device, recurse bool) error {
 }
 
 // makeNode (re)creates the host-side node for d at path, owned by uid and
-// gid (the container's root) so that it can use it.
+// gid (host ids: see Spec.nodeOwner).
 func makeNode(path string, d Device, uid, gid int) error {
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		return err

@@ -33,8 +33,9 @@ type Spec struct {
 	Privileged bool
 	IDMap      idmap.Set
 	// Nesting makes /proc and /sys writable for a nested container
-	// manager. It has no effect on privileged containers, which keep
-	// read-only ones (the config layer refuses privileged + nesting).
+	// manager. For a privileged container that gives root on the host:
+	// the config layer refuses the pair unless the admin forces it
+	// (security.privileged.allow_nesting), and then it takes effect too.
 	Nesting bool
 
 	Hostname   string         // defaults to Name
@@ -82,6 +83,22 @@ type Device struct {
 	Path         string // absolute path inside the container
 	Major, Minor uint32
 	Mode         os.FileMode // permission bits of the node; 0660 if zero
+	// UID and GID own the node as the container sees it (0 is the
+	// container's root); on the host the node belongs to the ids they
+	// map to.
+	UID, GID uint32
+}
+
+// nodeOwner is the host uid and gid that own d's node, so that inside the
+// container it belongs to d.UID and d.GID. A privileged container has no
+// map: its ids are the host's. validate has checked that both are mapped.
+func (s *Spec) nodeOwner(d Device) (int, int) {
+	if s.Privileged {
+		return int(d.UID), int(d.GID)
+	}
+	u, _ := s.IDMap.HostID(true, int64(d.UID))
+	g, _ := s.IDMap.HostID(false, int64(d.GID))
+	return int(u), int(g)
 }
 
 // Liblxc names end up in cgroup names, abstract socket names and paths.
@@ -136,6 +153,14 @@ func (s *Spec) validate() error {
 		}
 		if d.Mode&^os.ModePerm != 0 {
 			return fmt.Errorf("%w: device mode %v has more than permission bits", ErrInvalidSpec, d.Mode)
+		}
+		if !s.Privileged {
+			if _, ok := s.IDMap.HostID(true, int64(d.UID)); !ok {
+				return fmt.Errorf("%w: device %s: uid %d is not mapped in the container", ErrInvalidSpec, d.Path, d.UID)
+			}
+			if _, ok := s.IDMap.HostID(false, int64(d.GID)); !ok {
+				return fmt.Errorf("%w: device %s: gid %d is not mapped in the container", ErrInvalidSpec, d.Path, d.GID)
+			}
 		}
 	}
 	return nil
