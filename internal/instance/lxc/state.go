@@ -26,7 +26,13 @@ type State struct {
 	PID         int   // init's pid on the host; 0 when stopped
 	Processes   int64 // tasks in the container's pids cgroup
 	MemoryUsage int64 // bytes
+	MemoryPeak  int64 // bytes, the highest usage since the cgroup was made
+	SwapUsage   int64 // bytes
+	SwapPeak    int64 // bytes
 	CPUUsage    int64 // nanoseconds of CPU time consumed
+	// Network holds the interfaces of the container's network namespace
+	// by name; nil when it is not running or they could not be read.
+	Network map[string]NetInterface
 }
 
 // liveInfo is what State needs of a running container, learned from its
@@ -43,6 +49,14 @@ type liveInfo struct {
 	// the open, fstat, second read and close (and the poller's epoll
 	// registration) of os.ReadFile, which dominated a list of ten.
 	fds map[usageFile]int
+	// absent are the files found missing (memory.peak on older kernels,
+	// the swap files without swap accounting), not looked up again.
+	absent map[usageFile]bool
+	// net is a netlink socket in the container's network namespace, made
+	// by the first State of the run that needs it; netFailed records that
+	// it could not be made, so each State does not try again.
+	net       *netnsConn
+	netFailed bool
 }
 
 type usageFile struct{ dir, name string }
@@ -66,6 +80,9 @@ func (c *Container) forgetLive() {
 		c.live.pidfd.Close()
 		for _, fd := range c.live.fds {
 			unix.Close(fd)
+		}
+		if c.live.net != nil {
+			c.live.net.close()
 		}
 		c.live = nil
 	}
@@ -182,8 +199,17 @@ func (li *liveInfo) readFile(dir, name string) (string, bool) {
 	key := usageFile{dir, name}
 	fd, ok := li.fds[key]
 	if !ok {
+		if li.absent[key] {
+			return "", false
+		}
 		var err error
 		if fd, err = unix.Open(filepath.Join(dir, name), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+			if err == unix.ENOENT {
+				if li.absent == nil {
+					li.absent = map[usageFile]bool{}
+				}
+				li.absent[key] = true
+			}
 			return "", false
 		}
 		if li.fds == nil {
@@ -228,14 +254,22 @@ func (c *Container) State() (State, error) {
 		return State{}, err
 	}
 	var st State
-	switch l.State() {
+	switch s := l.State(); s {
 	case lxc.STOPPED:
 		return State{Status: StatusStopped}, nil
-	case lxc.FROZEN, lxc.FREEZING:
-		st.Status = StatusFrozen
-	case lxc.RUNNING, lxc.THAWED:
+	case lxc.FROZEN, lxc.FREEZING, lxc.RUNNING, lxc.THAWED:
+		// From now on State reads the cgroup files and the network
+		// namespace directly, this first time included.
+		if c.live = c.learnLive(l); c.live != nil {
+			if st, ok := c.fastState(); ok {
+				return st, nil
+			}
+			c.forgetLive()
+		}
 		st.Status = StatusRunning
-		c.live = c.learnLive(l)
+		if s == lxc.FROZEN || s == lxc.FREEZING {
+			st.Status = StatusFrozen
+		}
 	case lxc.STARTING, lxc.STOPPING:
 		st.Status = StatusRunning
 	default:
@@ -243,7 +277,13 @@ func (c *Container) State() (State, error) {
 	}
 	st.PID = max(l.InitPid(), 0)
 	st.Processes = c.readInt(l, "pids", "pids.current", "pids.current")
-	st.MemoryUsage = c.readInt(l, "memory", "memory.usage_in_bytes", "memory.current")
+	st.MemoryUsage, st.MemoryPeak, st.SwapUsage, st.SwapPeak = c.memory(func(file string) int64 {
+		n, err := strconv.ParseInt(strings.Join(l.CgroupItem(file), ""), 10, 64)
+		if err != nil {
+			return -1
+		}
+		return n
+	})
 	st.CPUUsage = c.cpuUsage(l)
 	return st, nil
 }
@@ -273,7 +313,10 @@ func (c *Container) fastState() (State, bool) {
 		}
 	}
 	st.Processes = li.readInt(c.cg, "pids", "pids.current", "pids.current")
-	st.MemoryUsage = li.readInt(c.cg, "memory", "memory.usage_in_bytes", "memory.current")
+	st.MemoryUsage, st.MemoryPeak, st.SwapUsage, st.SwapPeak = c.memory(func(file string) int64 {
+		return li.readInt(c.cg, "memory", file, file)
+	})
+	st.Network = li.network()
 	st.CPUUsage = -1
 	if v, err := c.cg.version("cpuacct"); err == nil && v == 1 {
 		st.CPUUsage = li.readInt(c.cg, "cpuacct", "cpuacct.usage", "")
@@ -287,6 +330,52 @@ func (c *Container) fastState() (State, bool) {
 		}
 	}
 	return st, true
+}
+
+// network reads the container's interfaces, or returns nil. A socket
+// that failed a dump is closed; the next State opens another.
+func (li *liveInfo) network() map[string]NetInterface {
+	if li.net == nil {
+		if li.netFailed {
+			return nil
+		}
+		c, err := dialNetns(int(li.pidfd.Fd()))
+		if err != nil {
+			li.netFailed = true
+			return nil
+		}
+		li.net = c
+	}
+	ifs, err := li.net.interfaces()
+	if err != nil {
+		li.net.close()
+		li.net = nil
+		return nil
+	}
+	return ifs
+}
+
+// memory returns usage, peak usage, swap and peak swap in bytes (-1 when
+// unknown) through read, which reads one file of the memory controller.
+// cgroup v1 only counts memory+swap together (the memsw files, when swap
+// accounting is on); swap is that minus memory.
+func (c *Container) memory(read func(file string) int64) (usage, peak, swap, swapPeak int64) {
+	v, err := c.cg.version("memory")
+	if err != nil {
+		return -1, -1, -1, -1
+	}
+	if v == 2 {
+		return read("memory.current"), read("memory.peak"), read("memory.swap.current"), read("memory.swap.peak")
+	}
+	usage, peak = read("memory.usage_in_bytes"), read("memory.max_usage_in_bytes")
+	swap, swapPeak = -1, -1
+	if both := read("memory.memsw.usage_in_bytes"); both >= 0 && usage >= 0 {
+		swap = max(both-usage, 0) // two reads, not one snapshot
+	}
+	if both := read("memory.memsw.max_usage_in_bytes"); both >= 0 && peak >= 0 {
+		swapPeak = max(both-peak, 0)
+	}
+	return usage, peak, swap, swapPeak
 }
 
 func (li *liveInfo) readUnified(cg *cgroups, file string) (string, bool) {

@@ -36,7 +36,7 @@ func TestPayloadPrefix(t *testing.T) {
 // thaw, a stop and a container whose init exits on its own.
 func TestStateCached(t *testing.T) {
 	c := startTest(t, testSpec(t))
-	first, err := c.State() // liblxc, and learns the run
+	first, err := c.State() // asks liblxc, learns the run, answers from it
 	if err != nil || first.Status != StatusRunning {
 		t.Fatalf("state %+v %v", first, err)
 	}
@@ -95,10 +95,10 @@ func TestStateCached(t *testing.T) {
 // on every read (a freeze is seen), and which a stop closes.
 func TestStateKeepsUsageFilesOpen(t *testing.T) {
 	c := startTest(t, testSpec(t))
-	if _, err := c.State(); err != nil { // learns the run
+	if _, err := c.State(); err != nil { // learns the run, opens the usage files
 		t.Fatal(err)
 	}
-	if _, err := c.State(); err != nil { // opens the usage files
+	if _, err := c.State(); err != nil { // reads them again
 		t.Fatal(err)
 	}
 	opened := map[usageFile]int{}
