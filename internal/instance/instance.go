@@ -13,6 +13,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -239,6 +240,9 @@ func BuildSpec(a SpecArgs) (lxcdriver.Spec, error) {
 	}
 	if !s.Privileged {
 		s.IDMap = a.IDMap
+		if err := CheckDeviceOwners(s.IDMap, a.Devices); err != nil {
+			return s, err
+		}
 	}
 	for name, d := range a.Devices {
 		switch d["type"] {
@@ -267,18 +271,35 @@ func BuildSpec(a SpecArgs) (lxcdriver.Spec, error) {
 			if err != nil {
 				return s, errdefs.Invalidf("Device %q: %v", name, err)
 			}
-			if !s.Privileged {
-				if _, ok := s.IDMap.HostID(true, int64(dev.UID)); !ok {
-					return s, errdefs.Invalidf("Device %q: key \"uid\": container uid %d is not mapped by the instance's ID map", name, dev.UID)
-				}
-				if _, ok := s.IDMap.HostID(false, int64(dev.GID)); !ok {
-					return s, errdefs.Invalidf("Device %q: key \"gid\": container gid %d is not mapped by the instance's ID map", name, dev.GID)
-				}
-			}
 			s.Devices = append(s.Devices, dev)
 		}
 	}
 	return s, nil
+}
+
+// CheckDeviceOwners refuses a unix-char or unix-block device whose uid or
+// gid the container's ID map set does not map (nil: a privileged
+// container, whose ids are the host's): its node could not be given that
+// owner. It needs the map, so it runs where the map is computed, before
+// the config is stored, and again when the spec is built.
+func CheckDeviceOwners(set idmap.Set, devices store.Devices) error {
+	if set == nil {
+		return nil
+	}
+	names := slices.Sorted(maps.Keys(devices))
+	for _, name := range names {
+		d := devices[name]
+		if d["type"] != config.DeviceUnixChar && d["type"] != config.DeviceUnixBlock {
+			continue
+		}
+		for _, k := range []string{"uid", "gid"} {
+			id, _ := strconv.ParseInt(d[k], 10, 64) // validated by package config; "" is 0
+			if _, ok := set.HostID(k == "uid", id); !ok {
+				return errdefs.Invalidf("Device %q: key %q: container id %d is not mapped by the instance's ID map", name, k, id)
+			}
+		}
+	}
+	return nil
 }
 
 // canonicalSource is the absolute path of source with no symlink left in
