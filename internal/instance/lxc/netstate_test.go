@@ -183,3 +183,26 @@ func TestStateNetworkBounded(t *testing.T) {
 	}
 	threadsInOwnNetns(t)
 }
+
+// BenchmarkState is one State of a running container from the run cache,
+// and the part of it that reads the network namespace.
+func BenchmarkState(b *testing.B) {
+	c := startTest(b, testSpec(b))
+	if s, err := c.State(); err != nil || s.Network["lo"].MTU == 0 {
+		b.Fatalf("state %+v %v", s, err)
+	}
+	b.Run("all", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.State(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("network", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.live.net.interfaces(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
