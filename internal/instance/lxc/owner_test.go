@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,14 +88,14 @@ func TestDeviceOwnerUnmapped(t *testing.T) {
 // container still uses) leaves every limit as it was, and the recorded
 // limits too; the same update works once the inner cgroup is gone.
 func TestUpdateLimitsRollback(t *testing.T) {
+	spec := testSpec(t)
 	if v, _ := hostCgroupsVersion(t, "cpuset"); v != 1 {
-		t.Skip("the refused cpuset relies on v1's rule that a parent's CPUs cover its children's")
+		cannotRun(t, "the refused cpuset relies on v1's rule that a parent's CPUs cover its children's")
 	}
 	cpus := mustCPUs(t)
 	if len(cpus) < 2 {
-		t.Skip("needs two online CPUs")
+		cannotRun(t, "needs two online CPUs")
 	}
-	spec := testSpec(t)
 	spec.Limits = Limits{Memory: 256 << 20, Processes: 200}
 	c := startTest(t, spec)
 	last := strconv.Itoa(cpus[len(cpus)-1])
@@ -137,6 +138,15 @@ func TestUpdateLimitsRollback(t *testing.T) {
 	}
 }
 
+// cannotRun fails (CI=true) or skips a test this host cannot run.
+func cannotRun(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
+
 func hostCgroupsVersion(t *testing.T, ctrl string) (int, error) {
 	t.Helper()
 	cg, err := hostCgroups()
@@ -149,11 +159,10 @@ func hostCgroupsVersion(t *testing.T, ctrl string) (int, error) {
 // TestCPUCountsSpread: containers given a CPU count land on the CPUs the
 // other running containers of the driver use least.
 func TestCPUCountsSpread(t *testing.T) {
-	cpus := mustCPUs(t)
-	if len(cpus) < 2 {
-		t.Skip("needs two online CPUs")
-	}
 	spec := testSpec(t)
+	if len(mustCPUs(t)) < 2 {
+		cannotRun(t, "needs two online CPUs")
+	}
 	spec.Limits.CPU = "1"
 	a := startTest(t, spec)
 	spec2 := testSpec(t)
