@@ -61,6 +61,9 @@ func renderConfig(s *Spec, cg *cgroups) (string, error) {
 	// Only loopback until the NIC device layer adds interfaces: "none"
 	// would share the host's network namespace.
 	set("lxc.net.0.type", "empty")
+	// Up brings lo up (liblxc does it for an "empty" device with this
+	// flag), as LXD's containers have it: 127.0.0.1 works inside.
+	set("lxc.net.0.flags", "up")
 	set("lxc.seccomp.profile", filepath.Join(s.dir(), "seccomp"))
 
 	drops := capDropAll
