@@ -816,19 +816,45 @@ func (d *Daemon) stopLocked(l loaded, force bool, timeout time.Duration, request
 		return err
 	}
 	err = h.Stop(force, timeout)
+	action := "instance-shutdown"
+	if force {
+		action = "instance-stopped"
+	}
 	switch {
 	case errors.Is(err, lxcdriver.ErrNotRunning):
 		return errdefs.Invalidf("The instance is already stopped")
 	case errors.Is(err, lxcdriver.ErrTimeout):
 		return errdefs.Invalidf("The instance did not stop within %s: retry with force", timeout)
+	case errors.Is(err, lxcdriver.ErrStopForced):
+		action = "instance-stopped" // a forced stop cut this one short
 	case err != nil:
 		return err
 	}
-	action := "instance-shutdown"
-	if force {
-		action = "instance-stopped"
-	}
 	return d.recordStopped(l, action, requestor, event)
+}
+
+// lockForForce takes an instance's lock for a forced stop or delete. A
+// clean stop holding it may wait for init without end (no timeout, or an
+// init that ignores the halt signal), so instead of queueing behind it the
+// forced one cuts it short, which makes it kill the container and let go
+// of the lock. cutShort reports whether that happened: the instance is
+// then already stopped and its stop recorded.
+func (d *Daemon) lockForForce(l loaded) (unlock func(), cutShort bool) {
+	mu := d.ct.instLock(l.Project, l.Name)
+	h, err := d.handle(l)
+	if err != nil {
+		mu.Lock()
+		return mu.Unlock, false
+	}
+	// Polling the lock is what lets a forced stop that arrives just before
+	// the clean one starts waiting still reach it.
+	for !mu.TryLock() {
+		if h.AbortStop() {
+			cutShort = true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return mu.Unlock, cutShort
 }
 
 // recordStopped is the bookkeeping after a container stopped, whoever
@@ -896,34 +922,55 @@ func (d *Daemon) putInstanceState(r *route.Request) response.Response {
 	case "stop":
 		desc = "Stopping instance"
 		run = func() error {
-			return lockDo(func() error {
-				l, err := d.loadInstance(project, name)
-				if err != nil {
-					return err
-				}
-				return d.stopLocked(l, req.Force, timeout, requestor, true)
-			})
+			if !req.Force {
+				return lockDo(func() error {
+					l, err := d.loadInstance(project, name)
+					if err != nil {
+						return err
+					}
+					return d.stopLocked(l, false, timeout, requestor, true)
+				})
+			}
+			unlock, cutShort := d.lockForForce(l)
+			defer unlock()
+			l, err := d.loadInstance(project, name)
+			if cutShort && (errors.Is(err, errdefs.ErrNotFound) || err == nil && l.Config["volatile.last_state.power"] == "STOPPED") {
+				return nil // the clean stop it cut short recorded the stop (or deleted an ephemeral one)
+			}
+			if err != nil {
+				return err
+			}
+			return d.stopLocked(l, true, timeout, requestor, true)
 		}
 	case "restart":
 		desc = "Restarting instance"
 		run = func() error {
-			return lockDo(func() error {
-				l, err := d.loadInstance(project, name)
-				if err != nil {
-					return err
-				}
-				eph := l.Ephemeral
-				l.Ephemeral = false // a restart does not delete an ephemeral instance
+			var unlock func()
+			cutShort := false
+			if req.Force {
+				unlock, cutShort = d.lockForForce(l)
+			} else {
+				mu := d.ct.instLock(project, name)
+				mu.Lock()
+				unlock = mu.Unlock
+			}
+			defer unlock()
+			l, err := d.loadInstance(project, name)
+			if err != nil {
+				return err
+			}
+			l.Ephemeral = false // a restart does not delete an ephemeral instance
+			stopped := cutShort && l.Config["volatile.last_state.power"] == "STOPPED"
+			if !stopped {
 				if err := d.stopLocked(l, req.Force, timeout, requestor, false); err != nil {
 					return err
 				}
-				_ = eph
-				if err := d.startLocked(project, name, requestor); err != nil {
-					return err
-				}
-				d.bus.Lifecycle("instance-restarted", instanceURL(project, name), project, requestor, nil)
-				return nil
-			})
+			}
+			if err := d.startLocked(project, name, requestor); err != nil {
+				return err
+			}
+			d.bus.Lifecycle("instance-restarted", instanceURL(project, name), project, requestor, nil)
+			return nil
 		}
 	case "freeze", "unfreeze":
 		desc = "Freezing instance"
@@ -1208,16 +1255,19 @@ func (d *Daemon) deleteInstance(r *route.Request) response.Response {
 		Class: api.OperationClassTask, Description: "Deleting instance", Project: project,
 		Resources: map[string][]string{"instances": {instanceURL(project, name)}}, Creator: r.Identity,
 		Run: func(ctx context.Context, _ *operation.Operation) error {
-			mu := d.ct.instLock(project, name)
-			mu.Lock()
-			defer mu.Unlock()
+			unlock, _ := d.lockForForce(l)
+			defer unlock()
 			l, err := d.loadInstance(project, name)
 			if err != nil {
 				return err
 			}
 			if h, err := d.handle(l); err == nil {
-				if err := h.Stop(true, 0); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
+				err := h.Stop(true, 0)
+				if err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
 					return err
+				}
+				if err == nil {
+					d.bus.Lifecycle("instance-stopped", instanceURL(project, name), project, requestor, nil)
 				}
 			}
 			if err := d.removeInstance(ctx, l.Instance); err != nil {

@@ -24,6 +24,8 @@ type Container struct {
 	mu   sync.Mutex
 	lxc  *lxc.Container // loaded from the config written by the last Start
 	live *liveInfo      // this run's init pidfd and cgroups; nil if unknown
+
+	abort stopAbort // lets a forced stop cut short a clean one (no c.mu)
 }
 
 // New validates spec and returns a handle. It does no I/O beyond reading

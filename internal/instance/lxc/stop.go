@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	lxc "github.com/lxc/go-lxc"
@@ -14,9 +15,15 @@ import (
 
 // Stop stops the container. With force it is killed at once; otherwise
 // init gets the halt signal and timeout to exit (timeout <= 0 waits
-// forever). On timeout the container keeps running and the error says so,
-// (ErrTimeout), as LXD does; the caller may then force. Either way, once it is stopped
-// the cgroups liblxc leaves behind are removed.
+// forever). On timeout the container keeps running and the error says so
+// (ErrTimeout), as LXD does; the caller may then force. A frozen container
+// is thawed first, since a frozen init cannot handle the signal. Either
+// way, once it is stopped the cgroups liblxc leaves behind are removed.
+//
+// While a clean stop waits for init, the container's lock is released:
+// the wait may be long (or, with no timeout, endless) and State, exec and
+// AbortStop must not queue behind it. AbortStop turns the wait into a
+// kill; Stop then returns ErrStopForced once the container is stopped.
 func (c *Container) Stop(force bool, timeout time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -31,28 +38,102 @@ func (c *Container) Stop(force bool, timeout time.Duration) error {
 	defer closeAll(monitors)
 
 	if force {
-		err = l.Stop()
+		err = c.kill(l)
 	} else {
 		err = c.shutdown(l, timeout)
 	}
-	if err != nil && l.Running() {
+	if err != nil && !errors.Is(err, ErrStopForced) && l.Running() {
 		return fmt.Errorf("stopping %s: %w", c.spec.Name, err)
 	}
 	c.forgetLive()
 	// The monitor removes the payload cgroup and exits after reporting
 	// STOPPED; only then can its own cgroup go.
 	waitExit(monitors, 10*time.Second)
-	return c.cg.removeLeftovers(c.spec.Name)
+	if rerr := c.cg.removeLeftovers(c.spec.Name); rerr != nil {
+		return rerr
+	}
+	return err
 }
 
-// ErrTimeout reports a clean stop that did not finish in time.
-var ErrTimeout = errors.New("timed out waiting for the container to stop")
+// kill stops the container at once. Killed tasks of a frozen cgroup do
+// not die until thawed, so it is thawed after the kill (not before, which
+// would let it run again for a moment).
+func (c *Container) kill(l *lxc.Container) error {
+	frozen := l.State() == lxc.FROZEN || l.State() == lxc.FREEZING
+	err := l.Stop()
+	if frozen {
+		_ = l.Unfreeze()
+	}
+	return err
+}
 
-// shutdown sends init the halt signal and waits for it to exit. Init only
-// receives signals it has a handler for (it is pid 1 of its namespace), and
-// right after start it may not have installed one yet: while that is the
-// case, the signal is re-sent as soon as a handler appears, so a stop that
-// closely follows a start is still clean instead of running into timeout.
+var (
+	// ErrTimeout reports a clean stop that did not finish in time.
+	ErrTimeout = errors.New("timed out waiting for the container to stop")
+	// ErrStopForced reports a clean stop that AbortStop cut short: the
+	// container was killed and is stopped.
+	ErrStopForced = errors.New("the clean stop was cut short by a forced stop")
+)
+
+// stopAbort is how a forced stop reaches a clean one waiting for init: an
+// eventfd in the wait's poll set, present only while a clean stop waits.
+type stopAbort struct {
+	mu    sync.Mutex
+	fd    int // valid while armed
+	armed bool
+}
+
+// ErrStopping reports a clean stop asked for while another one waits.
+var ErrStopping = errors.New("a clean stop of the container is already in progress")
+
+func (a *stopAbort) arm() (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.armed {
+		return -1, ErrStopping
+	}
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return -1, err
+	}
+	a.fd, a.armed = fd, true
+	return fd, nil
+}
+
+func (a *stopAbort) disarm() {
+	a.mu.Lock()
+	if a.armed {
+		unix.Close(a.fd)
+		a.armed = false
+	}
+	a.mu.Unlock()
+}
+
+// AbortStop cuts short a clean stop of this container that is waiting
+// for init, making it kill the container instead. It reports whether one
+// was waiting. It never blocks on the container's lock.
+func (c *Container) AbortStop() bool {
+	a := &c.abort
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.armed {
+		return false
+	}
+	one := [8]byte{1}
+	_, _ = unix.Write(a.fd, one[:])
+	return true
+}
+
+// shutdown sends init the halt signal and waits for it to exit, with c.mu
+// released during the wait (the caller holds it on entry and gets it back).
+// Nothing that runs meanwhile replaces l: Start refuses a running
+// container, and Settle runs only after the daemon's own stop is done. A
+// forced Stop meanwhile kills init itself, which ends the wait.
+// Init only receives signals it has a handler for (it is pid 1 of its
+// namespace), and right after start it may not have installed one yet:
+// while that is the case, the signal is re-sent as soon as a handler
+// appears, so a stop that closely follows a start is still clean instead of
+// running into timeout.
 func (c *Container) shutdown(l *lxc.Container, timeout time.Duration) error {
 	pidfd, err := l.InitPidFd()
 	if err != nil {
@@ -64,6 +145,16 @@ func (c *Container) shutdown(l *lxc.Container, timeout time.Duration) error {
 	if sig == 0 {
 		sig = unix.SIGPWR
 	}
+	if st := l.State(); st == lxc.FROZEN || st == lxc.FREEZING {
+		if err := l.Unfreeze(); err != nil {
+			return fmt.Errorf("thawing before the clean stop: %w", err)
+		}
+	}
+	abort, err := c.abort.arm()
+	if err != nil {
+		return err
+	}
+	defer c.abort.disarm()
 	fd := int(pidfd.Fd())
 	caught := catches(pid, sig)
 	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
@@ -73,33 +164,20 @@ func (c *Container) shutdown(l *lxc.Container, timeout time.Duration) error {
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
-	for {
-		slice := -1 // block until init exits
-		if !caught {
-			slice = 5
-		}
-		if !deadline.IsZero() {
-			left := int(time.Until(deadline).Milliseconds())
-			if left <= 0 {
-				return ErrTimeout
-			}
-			if slice < 0 || left < slice {
-				slice = left
-			}
-		}
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, slice)
-		if err != nil && err != unix.EINTR {
+	c.mu.Unlock()
+	aborted, err := waitInit(fd, abort, pid, sig, caught, deadline)
+	c.mu.Lock()
+	if aborted {
+		if err := c.kill(l); err != nil && l.Running() {
 			return err
 		}
-		if n > 0 {
-			break
+		if !l.Wait(lxc.STOPPED, 10*time.Second) {
+			return fmt.Errorf("killed, but not stopped within 10s")
 		}
-		if !caught && catches(pid, sig) {
-			caught = true
-			if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
-				return err
-			}
-		}
+		return ErrStopForced
+	}
+	if err != nil {
+		return err
 	}
 	// Init is gone; the monitor reports STOPPED once it has cleaned up.
 	wait := time.Duration(-1)
@@ -110,6 +188,45 @@ func (c *Container) shutdown(l *lxc.Container, timeout time.Duration) error {
 		return ErrTimeout
 	}
 	return nil
+}
+
+// waitInit waits until init (pidfd) exits, the abort eventfd fires, or the
+// deadline (zero: none) passes; until init catches sig, it re-sends sig as
+// soon as a handler appears. It touches no liblxc state, so it runs
+// without the container's lock.
+func waitInit(pidfd, abort, pid int, sig unix.Signal, caught bool, deadline time.Time) (aborted bool, err error) {
+	for {
+		slice := -1 // block until init exits or the stop is aborted
+		if !caught {
+			slice = 5
+		}
+		if !deadline.IsZero() {
+			left := int(time.Until(deadline).Milliseconds())
+			if left <= 0 {
+				return false, ErrTimeout
+			}
+			if slice < 0 || left < slice {
+				slice = left
+			}
+		}
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}, {Fd: int32(abort), Events: unix.POLLIN}}
+		_, err := unix.Poll(fds, slice)
+		if err != nil && err != unix.EINTR {
+			return false, err
+		}
+		if fds[1].Revents&unix.POLLIN != 0 {
+			return true, nil
+		}
+		if fds[0].Revents&unix.POLLIN != 0 {
+			return false, nil
+		}
+		if !caught && catches(pid, sig) {
+			caught = true
+			if err := unix.PidfdSendSignal(pidfd, sig, nil, 0); err != nil {
+				return false, err
+			}
+		}
+	}
 }
 
 // catches reports whether pid has a handler installed for sig.
