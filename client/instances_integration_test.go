@@ -73,16 +73,41 @@ func TestIntegrationExecSignalsAndResize(t *testing.T) {
 	}
 	name := names[0]
 
-	// A signal sent on the control channel reaches the command.
+	// A signal sent on the control channel reaches the command, even
+	// when it is sent before the command has started: Control runs
+	// once the control channel is up, before the stdio websockets are.
+	start := time.Now()
+	code, err := c.ExecInstance(ctx, name, api.InstanceExecPost{Command: []string{"sleep", "30"}},
+		client.ExecArgs{Control: func(ctl *client.ExecControl) {
+			if err := ctl.Signal(int(syscall.SIGTERM)); err != nil {
+				t.Errorf("signal: %v", err)
+			}
+		}})
+	if err != nil || code != 128+int(syscall.SIGTERM) || time.Since(start) > 20*time.Second {
+		t.Fatalf("signal before the start: code %d err %v after %v", code, err, time.Since(start))
+	}
+	// And a running command's handler gets it: sent once, when the
+	// trap is in place.
+	ready := make(chan struct{})
+	var once sync.Once
 	var out bytes.Buffer
-	code, err := c.ExecInstance(ctx, name, api.InstanceExecPost{Command: []string{"sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"}},
-		client.ExecArgs{Stdout: &out, Control: func(ctl *client.ExecControl) {
+	var outMu sync.Mutex
+	stdout := writerFunc(func(p []byte) (int, error) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		out.Write(p)
+		if strings.Contains(out.String(), "ready") {
+			once.Do(func() { close(ready) })
+		}
+		return len(p), nil
+	})
+	code, err = c.ExecInstance(ctx, name, api.InstanceExecPost{Command: []string{"sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"}},
+		client.ExecArgs{Stdout: stdout, Control: func(ctl *client.ExecControl) {
 			go func() {
-				// The command may not run yet: repeat until it
-				// has installed its trap and the signal lands.
-				for i := 0; i < 100; i++ {
-					time.Sleep(50 * time.Millisecond)
+				select {
+				case <-ready:
 					_ = ctl.Signal(int(syscall.SIGTERM))
+				case <-time.After(10 * time.Second):
 				}
 			}()
 		}})
@@ -94,9 +119,9 @@ func TestIntegrationExecSignalsAndResize(t *testing.T) {
 	inR, inW := io.Pipe()
 	var mu sync.Mutex
 	var term strings.Builder
-	ready := make(chan struct{})
-	var once sync.Once
-	stdout := writerFunc(func(p []byte) (int, error) {
+	ready = make(chan struct{})
+	once = sync.Once{}
+	stdout = writerFunc(func(p []byte) (int, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		term.Write(p)

@@ -112,6 +112,10 @@ var authzMatrix = map[string]string{
 	"PATCH /1.0/profiles/{name}":            "3aaa4a4",
 	"POST /1.0/profiles/{name}":             "3aaa4a4",
 	"DELETE /1.0/profiles/{name}":           "3aaa4a4",
+
+	// Log files: listed and read with can_view, deleted with can_exec.
+	"GET /1.0/instances/{name}/logs":           "3aaa4a4",
+	"DELETE /1.0/instances/{name}/logs/{file}": "3aaa4a4",
 }
 
 // TestAuthorizationMatrix sends every route in the route table as every

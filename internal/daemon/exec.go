@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/moat/moat/api"
+	"github.com/moat/moat/internal/authz"
 	"github.com/moat/moat/internal/errdefs"
 	"github.com/moat/moat/internal/idmap"
 	lxcdriver "github.com/moat/moat/internal/instance/lxc"
@@ -39,14 +42,27 @@ func wsSecret() string {
 	return hex.EncodeToString(b[:])
 }
 
-// execLogDir holds record-output files of an instance.
-func (d *Daemon) execLogDir(project, name string) string {
-	return filepath.Join(d.cfg.StateDir, "logs", d.ct.lxcName(project, name))
+// uuidPattern is the shape of volatile.uuid (see newUUID).
+var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// execLogDir holds the record-output files of an instance. It is keyed by
+// the instance's volatile.uuid, not its name: a rename keeps the files, and
+// an instance created later under a deleted one's name never serves that
+// one's output. Users cannot set volatile keys, so no instance can point
+// at another's directory.
+func (d *Daemon) execLogDir(config map[string]string) (string, error) {
+	id := config["volatile.uuid"]
+	if !uuidPattern.MatchString(id) {
+		return "", fmt.Errorf("instance has no valid volatile.uuid (%q)", id)
+	}
+	return filepath.Join(d.cfg.StateDir, "logs", id), nil
 }
 
 // removeExecLogs drops an instance's record-output files with it.
 func (d *Daemon) removeExecLogs(in store.Instance) {
-	_ = os.RemoveAll(d.execLogDir(in.Project, in.Name))
+	if dir, err := d.execLogDir(in.Config); err == nil {
+		_ = os.RemoveAll(dir)
+	}
 }
 
 // execEnv builds the command's environment: LXD's defaults, then the
@@ -136,7 +152,10 @@ func (d *Daemon) execInstance(r *route.Request) response.Response {
 				md := map[string]any{}
 				var files []*os.File
 				if req.RecordOutput {
-					dir := d.execLogDir(project, name)
+					dir, err := d.execLogDir(l.Config)
+					if err != nil {
+						return err
+					}
 					if err := os.MkdirAll(dir, 0o700); err != nil {
 						return err
 					}
@@ -178,7 +197,8 @@ func (d *Daemon) execInstance(r *route.Request) response.Response {
 	}
 
 	s := &execSession{d: d, h: h, spec: spec, interactive: req.Interactive, ready: make(chan struct{}),
-		conns: map[string]*websocket.Conn{}, secrets: map[string]string{}, width: req.Width, height: req.Height}
+		claimed: map[string]bool{}, conns: map[string]*websocket.Conn{}, secrets: map[string]string{},
+		width: req.Width, height: req.Height}
 	fds := []string{"0", "1", "2", "control"}
 	if req.Interactive {
 		fds = []string{"0", "control"}
@@ -220,19 +240,34 @@ type execSession struct {
 	h           *lxcdriver.Container
 	spec        lxcdriver.ExecSpec
 	interactive bool
-	width       int
-	height      int
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// width and height are the terminal size the command starts with;
+	// a resize that arrives before the start changes them.
+	width, height int
+	// claimed holds the fds a connection was accepted (or is being
+	// accepted) for; conns those whose websocket is up.
+	claimed map[string]bool
 	conns   map[string]*websocket.Conn
 	secrets map[string]string
 	ready   chan struct{}
-	control chan struct{}
-	done    chan struct{}
 	once    sync.Once
-	proc    *lxcdriver.Process
-	ptmx    *os.File
+	// started is set when the command is about to be started: from then
+	// on control messages wait in pending until proc is set.
+	started bool
+	pending []api.ExecControl
+	// ended is set when the session is over: later connections are
+	// refused instead of being accepted and never closed.
+	ended bool
+	proc  *lxcdriver.Process
+	ptmx  *os.File
 }
+
+// maxPendingControl bounds the control messages kept for a command that
+// is being started. The window is the start itself (milliseconds); a
+// client that sends more meanwhile is repeating itself, and standard
+// signals do not queue in the kernel either.
+const maxPendingControl = 16
 
 func (s *execSession) required() []string {
 	if s.interactive {
@@ -243,19 +278,36 @@ func (s *execSession) required() []string {
 
 func (s *execSession) connect(op *operation.Operation, secret string, w http.ResponseWriter, r *http.Request) error {
 	fd := s.secrets[secret]
+	// Checking and claiming the fd is one critical section: of two
+	// connections racing with the same secret exactly one is accepted.
 	s.mu.Lock()
-	if _, dup := s.conns[fd]; dup {
-		s.mu.Unlock()
-		http.Error(w, "already connected", http.StatusConflict)
-		return nil
+	var refused error
+	switch {
+	case s.ended:
+		refused = errdefs.Invalidf("The command of this operation has ended")
+	case s.claimed[fd]:
+		refused = errdefs.Conflictf("Websocket for fd %q is already connected", fd)
+	default:
+		s.claimed[fd] = true
 	}
 	s.mu.Unlock()
+	if refused != nil {
+		return response.Error(refused).Render(w)
+	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
+		s.mu.Lock()
+		delete(s.claimed, fd)
+		s.mu.Unlock()
 		return err
 	}
 	c.SetReadLimit(-1)
 	s.mu.Lock()
+	if s.ended {
+		// run() closed the others while this one was being accepted.
+		s.mu.Unlock()
+		return c.Close(websocket.StatusGoingAway, "the command has ended")
+	}
 	s.conns[fd] = c
 	all := true
 	for _, need := range s.required() {
@@ -289,22 +341,60 @@ func (s *execSession) serveControl(c *websocket.Conn) {
 		if json.Unmarshal(data, &msg) != nil {
 			continue
 		}
-		s.mu.Lock()
-		proc, ptmx := s.proc, s.ptmx
-		s.mu.Unlock()
-		switch msg.Command {
-		case "signal":
-			if proc != nil && msg.Signal > 0 && msg.Signal < 65 {
-				_ = proc.Signal(syscall.Signal(msg.Signal))
-			}
-		case "window-resize":
-			w, _ := strconv.Atoi(msg.Args["width"])
-			h, _ := strconv.Atoi(msg.Args["height"])
-			if ptmx != nil && w > 0 && h > 0 && w < 1<<16 && h < 1<<16 {
-				_ = unix.IoctlSetWinsize(int(ptmx.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: uint16(w), Row: uint16(h)})
-			}
+		s.control(msg)
+	}
+}
+
+// control applies a control message, or keeps it for the command if it
+// has not started yet: a signal sent right after connecting must not be
+// lost. Delivery happens under the lock so that kept messages and new
+// ones reach the command in the order they were sent.
+func (s *execSession) control(msg api.ExecControl) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.proc != nil:
+		s.deliver(msg)
+	case !s.started && msg.Command == "window-resize":
+		// Not started yet: the command starts with this size.
+		if w, h, ok := winSize(msg); ok {
+			s.width, s.height = w, h
+		}
+	case len(s.pending) < maxPendingControl:
+		s.pending = append(s.pending, msg)
+	}
+}
+
+// setProcess records the started command and hands it the control
+// messages that arrived while it was being started.
+func (s *execSession) setProcess(p *lxcdriver.Process, ptmx *os.File) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.proc, s.ptmx = p, ptmx
+	for _, msg := range s.pending {
+		s.deliver(msg)
+	}
+	s.pending = nil
+}
+
+// deliver sends msg to the running command; s.mu is held.
+func (s *execSession) deliver(msg api.ExecControl) {
+	switch msg.Command {
+	case "signal":
+		if msg.Signal > 0 && msg.Signal < 65 {
+			_ = s.proc.Signal(syscall.Signal(msg.Signal))
+		}
+	case "window-resize":
+		if w, h, ok := winSize(msg); ok && s.ptmx != nil {
+			_ = unix.IoctlSetWinsize(int(s.ptmx.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: uint16(w), Row: uint16(h)})
 		}
 	}
+}
+
+func winSize(msg api.ExecControl) (int, int, bool) {
+	w, _ := strconv.Atoi(msg.Args["width"])
+	h, _ := strconv.Atoi(msg.Args["height"])
+	return w, h, w > 0 && h > 0 && w < 1<<16 && h < 1<<16
 }
 
 func (s *execSession) conn(fd string) *websocket.Conn {
@@ -316,6 +406,7 @@ func (s *execSession) conn(fd string) *websocket.Conn {
 func (s *execSession) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.ended = true
 	for _, c := range s.conns {
 		_ = c.Close(websocket.StatusNormalClosure, "")
 	}
@@ -351,6 +442,9 @@ func (s *execSession) run(ctx context.Context, event func()) (int, error) {
 	}
 	spec := s.spec
 	spec.Stdin, spec.Stdout, spec.Stderr = inR, outW, errW
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
 	p, err := s.h.Exec(spec)
 	inR.Close()
 	outW.Close()
@@ -361,9 +455,7 @@ func (s *execSession) run(ctx context.Context, event func()) (int, error) {
 		errR.Close()
 		return 0, err
 	}
-	s.mu.Lock()
-	s.proc = p
-	s.mu.Unlock()
+	s.setProcess(p, nil)
 	event()
 	go wsToWriter(s.conn("0"), inW)
 	var wg sync.WaitGroup
@@ -437,9 +529,12 @@ func readerToWS(r io.Reader, c *websocket.Conn) {
 func (s *execSession) runPTY(ctx context.Context, event func()) (int, error) {
 	spec := s.spec
 	spec.Terminal = true
+	s.mu.Lock()
+	s.started = true
 	if s.width > 0 && s.height > 0 && s.width < 1<<16 && s.height < 1<<16 {
 		spec.Cols, spec.Rows = uint16(s.width), uint16(s.height)
 	}
+	s.mu.Unlock()
 	hasTerm := false
 	for _, e := range spec.Env {
 		hasTerm = hasTerm || strings.HasPrefix(e, "TERM=")
@@ -452,9 +547,7 @@ func (s *execSession) runPTY(ctx context.Context, event func()) (int, error) {
 		return 0, err
 	}
 	ptmx := p.Terminal()
-	s.mu.Lock()
-	s.proc, s.ptmx = p, ptmx
-	s.mu.Unlock()
+	s.setProcess(p, ptmx)
 	event()
 	c := s.conn("0")
 	go func() {
@@ -480,25 +573,138 @@ func (s *execSession) runPTY(ctx context.Context, event func()) (int, error) {
 	return code, err
 }
 
-// getInstanceLog serves record-output files.
-func (d *Daemon) getInstanceLog(r *route.Request) response.Response {
-	file := r.Var("file")
-	if !strings.HasPrefix(file, "exec_") || strings.ContainsAny(file, "/\x00") || strings.HasPrefix(file, ".") {
-		return response.Error(errdefs.NotFoundf("Log file not found"))
+// execEndpoints are the routes of an instance's log files: its
+// record-output files and liblxc's log of its last start.
+func (d *Daemon) execEndpoints() []*route.Endpoint {
+	inst := instanceEntity
+	return []*route.Endpoint{
+		{Path: "/1.0/instances/{name}/logs",
+			Get: &route.Action{Handler: d.getInstanceLogs, Entitlement: authz.CanView, Entity: inst},
+		},
+		{Path: "/1.0/instances/{name}/logs/{file}",
+			Get: &route.Action{Handler: d.getInstanceLog, Entitlement: authz.CanView, Entity: inst},
+			// Deleting a log changes the instance's state: the same
+			// entitlement as running the command that wrote it.
+			Delete: &route.Action{Handler: d.deleteInstanceLog, Entitlement: authz.CanExec, Entity: inst},
+		},
 	}
-	if _, err := d.loadInstance(r.Project, r.Var("name")); err != nil {
+}
+
+// lxcLog is liblxc's log of the container's last start (warnings and
+// errors), which lxc info --show-log reads. It is the daemon's own file,
+// so it can be served but not deleted.
+const lxcLog = "lxc.log"
+
+var execLogPattern = regexp.MustCompile(`^exec_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.std(out|err)$`)
+
+// logPath is where an instance's log file is, after checking its name:
+// only lxc.log and record-output files are ever opened.
+func (d *Daemon) logPath(l loaded, file string) (string, error) {
+	if file == lxcLog {
+		return filepath.Join(d.ct.lxcPath, d.ct.lxcName(l.Project, l.Name), lxcLog), nil
+	}
+	if !execLogPattern.MatchString(file) {
+		return "", errdefs.Invalidf("Invalid log file name %q: Moat has %s and exec_<operation>.stdout/.stderr", file, lxcLog)
+	}
+	dir, err := d.execLogDir(l.Config)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, file), nil
+}
+
+// openLog opens a log file, refusing anything but a regular file.
+func openLog(path, file string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, errdefs.NotFoundf("Log file %q not found", file)
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, errdefs.NotFoundf("Log file %q not found", file)
+	}
+	return f, fi, nil
+}
+
+// getInstanceLogs lists the URLs of an instance's log files.
+func (d *Daemon) getInstanceLogs(r *route.Request) response.Response {
+	l, err := d.loadInstance(r.Project, r.Var("name"))
+	if err != nil {
 		return response.Error(err)
 	}
-	path := filepath.Join(d.execLogDir(r.Project, r.Var("name")), file)
-	f, err := os.Open(path)
+	var files []string
+	if p, err := d.logPath(l, lxcLog); err == nil {
+		if f, _, err := openLog(p, lxcLog); err == nil {
+			f.Close()
+			files = append(files, lxcLog)
+		}
+	}
+	dir, err := d.execLogDir(l.Config)
 	if err != nil {
-		return response.Error(errdefs.NotFoundf("Log file not found"))
+		return response.Error(err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return response.Error(err)
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() && execLogPattern.MatchString(e.Name()) {
+			files = append(files, e.Name())
+		}
+	}
+	sort.Strings(files)
+	urls := make([]string, 0, len(files))
+	for _, f := range files {
+		urls = append(urls, "/1.0/instances/"+url.PathEscape(l.Name)+"/logs/"+f)
+	}
+	return response.Sync(urls, nil)
+}
+
+// getInstanceLog serves a log file with the headers LXD sends (length,
+// modification time, file name), ranges and conditional requests included.
+func (d *Daemon) getInstanceLog(r *route.Request) response.Response {
+	l, err := d.loadInstance(r.Project, r.Var("name"))
+	if err != nil {
+		return response.Error(err)
+	}
+	file := r.Var("file")
+	path, err := d.logPath(l, file)
+	if err != nil {
+		return response.Error(err)
+	}
+	f, fi, err := openLog(path, file)
+	if err != nil {
+		return response.Error(err)
 	}
 	return response.Manual(func(w http.ResponseWriter) error {
 		defer f.Close()
 		w.Header().Set("Content-Type", "application/octet-stream")
-		w.WriteHeader(http.StatusOK)
-		_, err := io.Copy(w, f)
-		return err
+		w.Header().Set("Content-Disposition", "inline;filename="+file)
+		http.ServeContent(w, r.HTTP, file, fi.ModTime(), f)
+		return nil
 	})
+}
+
+// deleteInstanceLog removes a record-output file.
+func (d *Daemon) deleteInstanceLog(r *route.Request) response.Response {
+	l, err := d.loadInstance(r.Project, r.Var("name"))
+	if err != nil {
+		return response.Error(err)
+	}
+	file := r.Var("file")
+	if file == lxcLog {
+		return response.Error(errdefs.Invalidf("Log file %q may not be deleted", file))
+	}
+	path, err := d.logPath(l, file)
+	if err != nil {
+		return response.Error(err)
+	}
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return response.Error(errdefs.NotFoundf("Log file %q not found", file))
+		}
+		return response.Error(err)
+	}
+	return response.EmptySync()
 }
