@@ -101,8 +101,11 @@ func TestExecConnectOnePerFd(t *testing.T) {
 	if accepted != 1 || refusal.status != http.StatusConflict || refusal.msg != `Websocket for fd "0" is already connected` {
 		t.Fatalf("%d accepted, refusal %d %q", accepted, refusal.status, refusal.msg)
 	}
-	if c := s.conn("0"); c == nil {
-		t.Fatal("the accepted connection is not the session's fd 0")
+	// The client has its 101 before the daemon stores the connection.
+	for deadline := time.Now().Add(5 * time.Second); s.conn("0") == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the accepted connection is not the session's fd 0")
+		}
 	}
 
 	s.closeAll()
