@@ -231,9 +231,12 @@ func (d *Daemon) postInstanceFile(r *route.Request) response.Response {
 	if typ == "" {
 		typ = "file"
 	}
+	// LXD's defaults for what it creates: 0644 files, and 0750
+	// directories. Owner and mode apply only to what this request
+	// creates: like LXD, an existing file or directory keeps its own.
 	defMode := uint32(0o644)
 	if typ == "directory" {
-		defMode = 0o755
+		defMode = 0o750
 	}
 	mode := defMode
 	if m := r.HTTP.Header.Get("X-LXD-mode"); m != "" && m != "-1" {
@@ -265,23 +268,37 @@ func (d *Daemon) postInstanceFile(r *route.Request) response.Response {
 	defer unix.Close(parent)
 	switch typ {
 	case "file":
-		fd, err := openForWrite(parent, base, mode, write == "append")
+		fd, created, err := openForWrite(parent, base, mode, write == "append")
 		if err != nil {
 			return response.Error(fileErr(p, err))
 		}
 		f := os.NewFile(uintptr(fd), p)
 		defer f.Close()
+		if created {
+			// Before the content: the daemon's umask must not show
+			// the file to others meanwhile.
+			if err := setOwnerMode(fd, uid, gid, mode); err != nil {
+				return response.Error(err)
+			}
+		}
 		if _, err := io.Copy(f, r.HTTP.Body); err != nil {
 			return response.Error(err)
 		}
-		if err := unix.Fchown(fd, uid, gid); err != nil {
-			return response.Error(err)
-		}
-		if err := unix.Fchmod(fd, mode); err != nil {
-			return response.Error(err)
-		}
 	case "directory":
-		if err := unix.Mkdirat(parent, base, mode); err != nil && !errors.Is(err, unix.EEXIST) {
+		err := unix.Mkdirat(parent, base, 0o700)
+		if errors.Is(err, unix.EEXIST) {
+			// LXD leaves an existing entry alone; it must be a
+			// directory, not a file or a symlink to one.
+			var st unix.Stat_t
+			if err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return response.Error(fileErr(p, err))
+			}
+			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				return response.Error(errdefs.Conflictf("Path %q already exists and is not a directory", p))
+			}
+			break
+		}
+		if err != nil {
 			return response.Error(fileErr(p, err))
 		}
 		dfd, err := unix.Openat(parent, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -289,10 +306,7 @@ func (d *Daemon) postInstanceFile(r *route.Request) response.Response {
 			return response.Error(fileErr(p, err))
 		}
 		defer unix.Close(dfd)
-		if err := unix.Fchown(dfd, uid, gid); err != nil {
-			return response.Error(err)
-		}
-		if err := unix.Fchmod(dfd, mode); err != nil {
+		if err := setOwnerMode(dfd, uid, gid, mode); err != nil {
 			return response.Error(err)
 		}
 	case "symlink":
@@ -304,6 +318,11 @@ func (d *Daemon) postInstanceFile(r *route.Request) response.Response {
 			return response.Error(errdefs.Invalidf("Invalid symlink target"))
 		}
 		if err := unix.Symlinkat(string(target), parent, base); err != nil {
+			// The same link again is a no-op, as with LXD.
+			buf := make([]byte, 4097)
+			if n, rerr := unix.Readlinkat(parent, base, buf); errors.Is(err, unix.EEXIST) && rerr == nil && string(buf[:n]) == string(target) {
+				break
+			}
 			return response.Error(fileErr(p, err))
 		}
 		if err := unix.Fchownat(parent, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -326,20 +345,32 @@ var errNotRegular = errors.New("not a regular file")
 // confines, write a host device. So an existing entry is first opened
 // O_PATH (which opens no device and no FIFO), checked, and reopened
 // through that very descriptor; a new one is created O_EXCL.
-func openForWrite(parent int, base string, mode uint32, appendTo bool) (int, error) {
+// It reports whether it created the file.
+func openForWrite(parent int, base string, mode uint32, appendTo bool) (int, bool, error) {
 	pfd, err := unix.Openat(parent, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) {
-		return unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+		fd, err := unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode&0o700)
+		return fd, err == nil, err
 	}
 	if err != nil {
-		return -1, err
+		return -1, false, err
 	}
 	defer unix.Close(pfd)
 	flags := unix.O_WRONLY | unix.O_TRUNC
 	if appendTo {
 		flags = unix.O_WRONLY | unix.O_APPEND
 	}
-	return reopen(pfd, flags)
+	fd, err := reopen(pfd, flags)
+	return fd, false, err
+}
+
+// setOwnerMode gives what a request created its owner, then its mode (in
+// that order: chown clears the set-id bits).
+func setOwnerMode(fd, uid, gid int, mode uint32) error {
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return err
+	}
+	return unix.Fchmod(fd, mode)
 }
 
 // reopen opens the inode an O_PATH descriptor refers to, refusing anything
