@@ -70,9 +70,6 @@ func (d *Daemon) instanceEndpoints() []*route.Endpoint {
 			Post:   &route.Action{Handler: d.postInstanceFile, Entitlement: authz.CanExec, Entity: inst, MaxBody: 1 << 40},
 			Delete: &route.Action{Handler: d.deleteInstanceFile, Entitlement: authz.CanExec, Entity: inst},
 		},
-		{Path: "/1.0/instances/{name}/logs/{file}",
-			Get: &route.Action{Handler: d.getInstanceLog, Entitlement: authz.CanView, Entity: inst},
-		},
 	}
 }
 

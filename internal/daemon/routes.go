@@ -14,6 +14,7 @@ func (d *Daemon) endpoints() []*route.Endpoint {
 	eps = append(eps, d.coreEndpoints()...)
 	eps = append(eps, d.trustEndpoints()...)
 	eps = append(eps, d.containerEndpoints()...)
+	eps = append(eps, d.execEndpoints()...)
 	return eps
 }
 
