@@ -120,6 +120,9 @@ func (d *Daemon) initContainers(ctx context.Context) error {
 	for _, in := range instances {
 		known[c.lxcName(in.Project, in.Name)] = true
 	}
+	if err := c.pool.RecoverRenames(func(name string) bool { return known[name] }); err != nil {
+		d.log.Warn("finishing interrupted renames", "err", err)
+	}
 	for _, name := range c.pool.Containers() {
 		if !known[name] {
 			d.log.Warn("removing storage of an instance that was never created (interrupted create)", "name", name)

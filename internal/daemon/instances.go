@@ -436,9 +436,19 @@ func (d *Daemon) getInstanceState(r *route.Request) response.Response {
 // (daemon-owned), the expanded result as a whole, and the delegation
 // floor for the caller.
 func (d *Daemon) checkInstanceConfig(r *route.Request, tx *store.Tx, cur map[string]string, l loaded) error {
+	for i, p := range l.Profiles {
+		if slices.Contains(l.Profiles[:i], p) {
+			return errdefs.Invalidf("Profile %q is listed twice", p)
+		}
+	}
 	for k, v := range l.Config {
 		if config.IsVolatile(k) && cur[k] != v {
 			return errdefs.Invalidf("Invalid instance configuration key %q: volatile keys are set by Moat, not by users", k)
+		}
+	}
+	for k := range cur {
+		if _, kept := l.Config[k]; config.IsVolatile(k) && !kept {
+			return errdefs.Invalidf("Invalid instance configuration key %q: volatile keys are set by Moat, not removed by users", k)
 		}
 	}
 	local := maps.Clone(l.Config)
@@ -540,6 +550,12 @@ func (d *Daemon) assignIDMap(tx *store.Tx, l *loaded) error {
 	if err != nil {
 		return err
 	}
+	if err := d.keepRunningIDs(l, set); err != nil {
+		return err
+	}
+	if err := instance.CheckDeviceOwners(set, l.ED); err != nil {
+		return err
+	}
 	if set == nil {
 		delete(l.Config, "volatile.idmap.next")
 		l.Config["volatile.idmap.base"] = "0"
@@ -556,6 +572,49 @@ func (d *Daemon) assignIDMap(tx *store.Tx, l *loaded) error {
 		}
 	}
 	return nil
+}
+
+// keepRunningIDs refuses a new map that would move a running container
+// off the subordinate host IDs it runs with. The map applies at the next
+// start, but the allocator hands out blocks from the recorded config, so
+// the running container's block would be free for the next isolated
+// container while this one still runs with it: two running containers
+// sharing host IDs.
+func (d *Daemon) keepRunningIDs(l *loaded, next idmap.Set) error {
+	if l.Config["volatile.last_state.power"] != "RUNNING" {
+		return nil
+	}
+	running, err := idmap.ParseJSON(l.Config["volatile.idmap.current"])
+	if err != nil {
+		return fmt.Errorf("instance %q: volatile.idmap.current: %w", l.Name, err)
+	}
+	sub := d.ct.host.Allocatable()
+	lo, hi := subordinateExtent(running, sub)
+	if nlo, nhi := subordinateExtent(next, sub); nlo != lo || nhi != hi {
+		return errdefs.Invalidf("Instance %q is running with host IDs %d-%d: a change of security.idmap.*, security.privileged or raw.idmap that moves them needs the instance stopped first",
+			l.Name, lo, hi-1)
+	}
+	return nil
+}
+
+// subordinateExtent is the span [lo, hi) of host uids in sub that s maps;
+// 0, 0 when it maps none (privileged). raw.idmap entries map host ids
+// outside sub and do not count.
+func subordinateExtent(s idmap.Set, sub idmap.Range) (lo, hi int64) {
+	for _, e := range s {
+		if !e.Isuid {
+			continue
+		}
+		a, b := max(e.Hostid, sub.Base), min(e.Hostid+e.Maprange, sub.End())
+		if a >= b {
+			continue
+		}
+		if hi == 0 || a < lo {
+			lo = a
+		}
+		hi = max(hi, b)
+	}
+	return lo, hi
 }
 
 func newUUID() string {
@@ -590,16 +649,6 @@ func (d *Daemon) createInstance(r *route.Request) response.Response {
 	if req.Profiles == nil {
 		req.Profiles = []string{"default"}
 	}
-	for _, p := range req.Profiles {
-		if n := 0; slices.ContainsFunc(req.Profiles, func(q string) bool {
-			if q == p {
-				n++
-			}
-			return n > 1
-		}) {
-			return response.Error(errdefs.Invalidf("Profile %q is listed twice", p))
-		}
-	}
 	cfg := config.Normalize(req.Config)
 	for k := range cfg {
 		if config.IsVolatile(k) {
@@ -632,8 +681,11 @@ func (d *Daemon) createInstance(r *route.Request) response.Response {
 			return errdefs.Invalidf("The image source needs an alias or a fingerprint")
 		}
 		img, err = tx.Image(ip, fp)
-		if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
 			return errdefs.NotFoundf("Image %q not found", fp)
+		}
+		if err != nil {
+			return err // an ambiguous prefix is a 400 naming it
 		}
 		full := maps.Clone(cfg)
 		for k, v := range img.Properties {
@@ -1197,15 +1249,18 @@ func (d *Daemon) renameInstance(r *route.Request) response.Response {
 				}
 			}
 			d.ct.handles.Forget(oldLXC)
-			// The overlay is unmounted for the move and mounted again at
-			// the new path, whichever name the instance ends up with.
+			// The row is renamed first and the storage then moved, with
+			// the rename recorded in the pool meanwhile: a crash at any
+			// point leaves the instance whole under one of the two names
+			// (storage.Dir.RecoverRenames).
 			lower := d.ct.images.Rootfs(l.Config["volatile.base_image"])
-			if err := d.ct.pool.RenameContainer(oldLXC, newLXC); err != nil {
-				_, merr := d.ct.pool.EnsureMounted(oldLXC, lower)
-				return errors.Join(err, merr)
+			if err := d.ct.pool.BeginRename(oldLXC, newLXC); err != nil {
+				return err
 			}
+			defer d.ct.pool.EndRename(newLXC)
 			err := d.store.Update(ctx, func(tx *store.Tx) error {
-				// The config check runs on rename too (the hostname changes).
+				// The new name changes nothing the config check looks at;
+				// expanding proves the instance's profiles still resolve.
 				in, err := tx.Instance(project, from)
 				if err != nil {
 					return err
@@ -1216,9 +1271,14 @@ func (d *Daemon) renameInstance(r *route.Request) response.Response {
 				return tx.RenameInstance(project, from, req.Name)
 			})
 			if err != nil {
-				_ = d.ct.pool.RenameContainer(newLXC, oldLXC)
+				return err
+			}
+			// The overlay is unmounted for the move and mounted again at
+			// the new path, whichever name the instance ends up with.
+			if err := d.ct.pool.RenameContainer(oldLXC, newLXC); err != nil {
+				back := d.store.Update(ctx, func(tx *store.Tx) error { return tx.RenameInstance(project, req.Name, from) })
 				_, merr := d.ct.pool.EnsureMounted(oldLXC, lower)
-				return errors.Join(err, merr)
+				return errors.Join(err, back, merr)
 			}
 			if _, err := d.ct.pool.EnsureMounted(newLXC, lower); err != nil {
 				return err

@@ -307,6 +307,75 @@ func (p *Dir) RenameContainer(from, to string) error {
 	return os.Rename(p.ContainerDir(from), p.ContainerDir(to))
 }
 
+// A rename moves storage and renames the database row; a crash between
+// the two must not leave the row naming storage that is not there (the
+// daemon's start would then remove the storage as an interrupted create).
+// So the rename is recorded first, in POOL/containers/.rename-TO holding
+// FROM, and the row is renamed before the storage moves: whatever the
+// crash interrupts, the record says which way to finish (RecoverRenames).
+
+func (p *Dir) renameRecord(to string) string {
+	return filepath.Join(p.containers(), ".rename-"+to)
+}
+
+// BeginRename records that the storage of from is about to become to's.
+func (p *Dir) BeginRename(from, to string) error {
+	f, err := os.OpenFile(p.renameRecord(to), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(from)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(p.containers())
+	}
+	return err
+}
+
+// EndRename drops the record of a rename to to, done or abandoned.
+func (p *Dir) EndRename(to string) {
+	_ = os.Remove(p.renameRecord(to))
+	_ = syncDir(p.containers())
+}
+
+// RecoverRenames finishes or drops the renames a crash interrupted. named
+// reports whether the database has an instance whose storage is name: a
+// rename whose row was renamed has its storage moved; any other record is
+// dropped (the row still has the old name, and so does the storage).
+func (p *Dir) RecoverRenames(named func(name string) bool) error {
+	records, _ := filepath.Glob(filepath.Join(p.containers(), ".rename-*"))
+	var errs []error
+	for _, rec := range records {
+		to := strings.TrimPrefix(filepath.Base(rec), ".rename-")
+		b, err := os.ReadFile(rec)
+		from := string(b)
+		if err == nil && named(to) && !named(from) && from != "" && !strings.ContainsAny(from, "/\x00") {
+			if _, err := os.Lstat(p.ContainerDir(to)); errors.Is(err, fs.ErrNotExist) {
+				if err := p.RenameContainer(from, to); err != nil {
+					errs = append(errs, fmt.Errorf("finishing the rename of %s to %s: %w", from, to, err))
+					continue
+				}
+			}
+		}
+		p.EndRename(to)
+	}
+	return errors.Join(errs...)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
 // DeleteContainer unmounts a container's overlay and removes its storage.
 // The dir is first moved to a staging name, so a crash midway leaves
 // something OpenDir cleans. The removal never crosses into a mount: if
