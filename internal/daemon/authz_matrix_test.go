@@ -113,6 +113,13 @@ var authzMatrix = map[string]string{
 	"POST /1.0/profiles/{name}":             "3aaa4a4",
 	"DELETE /1.0/profiles/{name}":           "3aaa4a4",
 
+	// Snapshots and backups: an empty list (none can be taken yet) with
+	// can_view; a POST is 501 once authorized like an edit.
+	"GET /1.0/instances/{name}/snapshots":  "3aaa4a4",
+	"POST /1.0/instances/{name}/snapshots": "3aaa4a4",
+	"GET /1.0/instances/{name}/backups":    "3aaa4a4",
+	"POST /1.0/instances/{name}/backups":   "3aaa4a4",
+
 	// Log files: listed and read with can_view, deleted with can_exec.
 	"GET /1.0/instances/{name}/logs":           "3aaa4a4",
 	"DELETE /1.0/instances/{name}/logs/{file}": "3aaa4a4",

@@ -206,6 +206,7 @@ func (d *Daemon) containerEndpoints() []*route.Endpoint {
 	eps = append(eps, d.imageEndpoints()...)
 	eps = append(eps, d.profileEndpoints()...)
 	eps = append(eps, d.instanceEndpoints()...)
+	eps = append(eps, d.snapshotEndpoints()...)
 	return eps
 }
 

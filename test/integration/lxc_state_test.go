@@ -10,8 +10,7 @@ import (
 )
 
 // TestLXCClientNetworkState: the real lxc client decodes and renders the
-// state Moat reports, lo included (`lxc info` is not here: it also lists
-// the instance's snapshots, which Moat does not implement yet).
+// state Moat reports, lo included (lxc info: TestLXCClientLifecycle).
 func TestLXCClientNetworkState(t *testing.T) {
 	lxc := lxcLaunched(t)
 	// The address columns leave lo out, as they do with LXD.
