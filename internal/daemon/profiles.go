@@ -1,15 +1,21 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"net/url"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/moat/moat/api"
 	"github.com/moat/moat/internal/authz"
 	"github.com/moat/moat/internal/config"
 	"github.com/moat/moat/internal/errdefs"
+	"github.com/moat/moat/internal/identity"
 	"github.com/moat/moat/internal/project"
 	"github.com/moat/moat/internal/response"
 	"github.com/moat/moat/internal/route"
@@ -46,12 +52,33 @@ func (d *Daemon) profileEndpoints() []*route.Endpoint {
 }
 
 // profileProject returns the project whose profiles requests on project
-// use, creating that project's default profile if it has none yet.
+// use. A project gets its own default profile on first use (it may be
+// created with features.profiles or switched to it later), so only the
+// request that finds it missing takes a write transaction.
 func (d *Daemon) profileProject(project string) (string, error) {
 	var pp string
-	err := d.store.Update(context.Background(), func(tx *store.Tx) error {
+	resolve := func(tx *store.Tx) error {
 		var err error
-		if pp, err = featureProject(tx, project, "profiles"); err != nil {
+		pp, err = featureProject(tx, project, "profiles")
+		return err
+	}
+	missing := false
+	err := d.store.View(context.Background(), func(tx *store.Tx) error {
+		if err := resolve(tx); err != nil {
+			return err
+		}
+		_, err := tx.Profile(pp, "default")
+		if errors.Is(err, errdefs.ErrNotFound) {
+			missing = true
+			return nil
+		}
+		return err
+	})
+	if err != nil || !missing {
+		return pp, err
+	}
+	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+		if err := resolve(tx); err != nil {
 			return err
 		}
 		return ensureDefaultProfile(tx, pp)
@@ -79,17 +106,31 @@ func (d *Daemon) profileUsers(tx *store.Tx, pp, name string) ([]store.Instance, 
 	return out, nil
 }
 
-func (d *Daemon) renderProfile(tx *store.Tx, f store.Profile) (api.Profile, error) {
+// renderProfile shows a profile to id. The default project's profiles
+// serve every project without features.profiles, so used_by names only
+// the instances in projects id may see.
+func (d *Daemon) renderProfile(tx *store.Tx, f store.Profile, id *identity.Identity) (api.Profile, error) {
 	users, err := d.profileUsers(tx, f.Project, f.Name)
 	if err != nil {
 		return api.Profile{}, err
 	}
-	used := []string{}
-	for _, in := range users {
-		used = append(used, instanceURL(in.Project, in.Name))
-	}
+	used, _ := visibleUsers(users, id)
 	return api.Profile{ProfilePut: api.ProfilePut{Config: f.Config, Description: f.Description, Devices: f.Devices},
 		Name: f.Name, UsedBy: used, Project: f.Project}, nil
+}
+
+// visibleUsers lists the URLs of the instances in users that id may see,
+// and counts the others.
+func visibleUsers(users []store.Instance, id *identity.Identity) (urls []string, hidden int) {
+	urls = []string{}
+	for _, in := range users {
+		if authz.CanViewProject(id, in.Project) {
+			urls = append(urls, instanceURL(in.Project, in.Name))
+		} else {
+			hidden++
+		}
+	}
+	return urls, hidden
 }
 
 func (d *Daemon) getProfiles(r *route.Request) response.Response {
@@ -104,7 +145,7 @@ func (d *Daemon) getProfiles(r *route.Request) response.Response {
 			return err
 		}
 		for _, f := range list {
-			ap, err := d.renderProfile(tx, f)
+			ap, err := d.renderProfile(tx, f, r.Identity)
 			if err != nil {
 				return err
 			}
@@ -129,7 +170,7 @@ func (d *Daemon) getProfile(r *route.Request) response.Response {
 		if err != nil {
 			return err
 		}
-		out, err = d.renderProfile(tx, f)
+		out, err = d.renderProfile(tx, f, r.Identity)
 		return err
 	})
 	if err != nil {
@@ -231,20 +272,99 @@ func (d *Daemon) patchProfile(r *route.Request) response.Response {
 	})
 }
 
+// errUsersChanged: the instances using a profile changed between locking
+// them and the transaction.
+var errUsersChanged = errors.New("the instances using the profile changed")
+
+// instKey names an instance for locking.
+type instKey struct{ project, name string }
+
 // updateProfile changes a profile after re-checking every instance that
-// uses it with the new profile (the config choke point), then re-assigns
-// their ID maps and applies limits to running ones.
+// uses it with the new profile (the config choke point) and re-assigning
+// their ID maps, all in one transaction: a change that would break one of
+// them changes nothing. Then it applies the change to the running ones,
+// each as updateInstance would: a failure leaves the stored change for
+// the next start, is reported the same way, and does not stop the others.
+// The instances are locked, in one order, from before the transaction
+// (the ID map check reads whether each runs) until applied.
 func (d *Daemon) updateProfile(r *route.Request, next func(store.Profile) store.Profile) response.Response {
 	pp, err := d.profileProject(r.Project)
 	if err != nil {
 		return response.Error(err)
 	}
 	name := r.Var("name")
+	var locked []*sync.Mutex
+	unlock := func() {
+		for _, mu := range locked {
+			mu.Unlock()
+		}
+		locked = nil
+	}
+	defer unlock()
+	var changes []profileChange
+	for attempt := 1; ; attempt++ {
+		var keys []instKey
+		err := d.store.View(context.Background(), func(tx *store.Tx) error {
+			users, err := d.profileUsers(tx, pp, name)
+			keys = instKeys(users)
+			return err
+		})
+		if err != nil {
+			return response.Error(err)
+		}
+		for _, k := range keys {
+			mu := d.ct.instLock(k.project, k.name)
+			mu.Lock()
+			locked = append(locked, mu)
+		}
+		changes, err = d.commitProfile(r, pp, name, next, keys)
+		if errors.Is(err, errUsersChanged) && attempt < 3 {
+			unlock()
+			continue
+		}
+		if errors.Is(err, errUsersChanged) {
+			return response.Error(errdefs.Unavailablef("The instances using profile %q keep changing: try again", name))
+		}
+		if err != nil {
+			return response.Error(err)
+		}
+		break
+	}
+	var failed []error
+	for _, c := range changes {
+		if err := d.applyLive(c.old, c.new); err != nil {
+			failed = append(failed, fmt.Errorf("Instance %q in project %q: %w", c.new.Name, c.new.Project, err))
+		}
+	}
+	d.bus.Lifecycle("profile-updated", profileURL(pp, name), pp, r.Identity.Requestor(), nil)
+	if len(failed) > 0 {
+		return response.Error(errors.Join(failed...))
+	}
+	return response.EmptySync()
+}
+
+// profileChange is one instance using a changed profile, before and after.
+type profileChange struct{ old, new loaded }
+
+func instKeys(users []store.Instance) []instKey {
+	keys := make([]instKey, 0, len(users))
+	for _, in := range users {
+		keys = append(keys, instKey{in.Project, in.Name})
+	}
+	slices.SortFunc(keys, func(a, b instKey) int {
+		return cmp.Or(cmp.Compare(a.project, b.project), cmp.Compare(a.name, b.name))
+	})
+	return keys
+}
+
+// commitProfile stores the profile change and the instances' new ID maps
+// if every instance using it (which must be those in keys, the ones
+// locked) accepts it.
+func (d *Daemon) commitProfile(r *route.Request, pp, name string, next func(store.Profile) store.Profile, keys []instKey) ([]profileChange, error) {
 	d.ct.allocMu.Lock()
 	defer d.ct.allocMu.Unlock()
-	type change struct{ old, new loaded }
-	var changes []change
-	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
+	var changes []profileChange
+	err := d.store.Update(context.Background(), func(tx *store.Tx) error {
 		cur, err := tx.Profile(pp, name)
 		if err != nil {
 			return err
@@ -260,12 +380,15 @@ func (d *Daemon) updateProfile(r *route.Request, next func(store.Profile) store.
 		if err != nil {
 			return err
 		}
+		if !slices.Equal(instKeys(users), keys) {
+			return errUsersChanged
+		}
 		for _, in := range users {
 			old, err := d.expand(tx, in)
 			if err != nil {
 				return err
 			}
-			changes = append(changes, change{old: old})
+			changes = append(changes, profileChange{old: old})
 		}
 		if err := tx.UpdateProfile(n); err != nil {
 			return err
@@ -288,16 +411,7 @@ func (d *Daemon) updateProfile(r *route.Request, next func(store.Profile) store.
 		}
 		return nil
 	})
-	if err != nil {
-		return response.Error(err)
-	}
-	for _, c := range changes {
-		if err := d.applyLive(c.old, c.new); err != nil {
-			return response.Error(err)
-		}
-	}
-	d.bus.Lifecycle("profile-updated", profileURL(pp, name), pp, r.Identity.Requestor(), nil)
-	return response.EmptySync()
+	return changes, err
 }
 
 func (d *Daemon) renameProfile(r *route.Request) response.Response {
@@ -322,7 +436,11 @@ func (d *Daemon) renameProfile(r *route.Request) response.Response {
 		if _, err := tx.Profile(pp, from); err != nil {
 			return err
 		}
-		return tx.RenameProfile(pp, from, req.Name)
+		users, err := d.profileUsers(tx, pp, from)
+		if err != nil {
+			return err
+		}
+		return tx.RenameProfile(pp, from, req.Name, users)
 	})
 	if err != nil {
 		return response.Error(err)
@@ -349,7 +467,11 @@ func (d *Daemon) deleteProfile(r *route.Request) response.Response {
 			return err
 		}
 		if len(users) > 0 {
-			return errdefs.Invalidf("Profile is currently in use by %d instance(s)", len(users))
+			urls, hidden := visibleUsers(users, r.Identity)
+			if hidden > 0 {
+				urls = append(urls, fmt.Sprintf("%d instance(s) in other projects", hidden))
+			}
+			return errdefs.Invalidf("Profile is currently in use by %s", strings.Join(urls, ", "))
 		}
 		return tx.DeleteProfile(pp, name)
 	})

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/moat/moat/internal/errdefs"
@@ -433,20 +434,22 @@ func (t *Tx) UpdateProfile(f Profile) error {
 	return err
 }
 
-// RenameProfile renames a profile and every instance's reference to it.
-func (t *Tx) RenameProfile(project, from, to string) error {
-	_, err := t.exec(`UPDATE profiles SET name = ? WHERE name = ? AND project_id = (SELECT id FROM projects WHERE name = ?)`, to, from, project)
+// RenameProfile renames a profile and rewrites the profile lists of users,
+// the instances that use it. The caller finds those: they may live in
+// other projects, every project that takes its profiles from project.
+func (t *Tx) RenameProfile(project, from, to string, users []Instance) error {
+	res, err := t.exec(`UPDATE profiles SET name = ? WHERE name = ? AND project_id = (SELECT id FROM projects WHERE name = ?)`, to, from, project)
 	if err != nil {
 		if isUniqueViolation(err) {
 			return errdefs.Conflictf("Profile %q already exists", to)
 		}
 		return err
 	}
-	list, err := t.Instances(project)
-	if err != nil {
+	if err := mustAffect(res, "Profile not found"); err != nil {
 		return err
 	}
-	for _, in := range list {
+	for _, in := range users {
+		in.Profiles = slices.Clone(in.Profiles) // the caller's users stay as they were
 		changed := false
 		for i, p := range in.Profiles {
 			if p == from {
