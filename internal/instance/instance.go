@@ -128,6 +128,15 @@ func ComputeIDMap(host idmap.Host, ec map[string]string, cur *Allocation, others
 			return nil, 0, errdefs.Invalidf("security.idmap.base %d with size %d is outside the host's subordinate range %d-%d",
 				base, size, host.UID.Base, host.Allocatable().End()-1)
 		}
+		// LXD does not check a fixed base against other blocks; Moat
+		// does, so two containers with their own maps never share host
+		// ids, however they got them.
+		for _, o := range others {
+			if base < o.Base+o.Size && o.Base < base+size {
+				return nil, 0, errdefs.Invalidf("security.idmap.base %d with size %d overlaps the host IDs %d-%d of another container",
+					base, size, o.Base, o.Base+o.Size-1)
+			}
+		}
 		set = host.Isolated(base, size)
 	case isolated:
 		var taken []idmap.Range

@@ -3,6 +3,7 @@ package instance
 import (
 	"maps"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/moat/moat/internal/idmap"
@@ -120,4 +121,24 @@ func mustParse(t *testing.T, v string) idmap.Set {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// A fixed security.idmap.base must not overlap another container's block
+// (LXD does not check): overlapping at either end or inside is a 400
+// naming the key; right next to the block is fine, and so is a container's
+// own block (the caller leaves it out of others).
+func TestFixedBaseOverlap(t *testing.T) {
+	other := []Allocation{{Base: 1065536, Size: 65536}}
+	for _, base := range []string{"1065536", "1065546", "1000001", "1131071"} {
+		ec := map[string]string{"security.idmap.base": base}
+		if _, _, err := ComputeIDMap(testHost, ec, nil, other); err == nil || !strings.Contains(err.Error(), "security.idmap.base") || !strings.Contains(err.Error(), "overlaps") {
+			t.Errorf("base %s over another block: %v", base, err)
+		}
+	}
+	for _, base := range []string{"1131072", "1000000"} {
+		ec := map[string]string{"security.idmap.base": base, "security.idmap.size": "65536"}
+		if _, b, err := ComputeIDMap(testHost, ec, nil, other); err != nil || strconv.FormatInt(b, 10) != base {
+			t.Errorf("base %s next to another block: %d %v", base, b, err)
+		}
+	}
 }
