@@ -311,3 +311,36 @@ func TestProfileReadsTakeNoWriteLock(t *testing.T) {
 		t.Fatalf("pz default profile %+v", p)
 	}
 }
+
+// TestProfileUsedByConfined: a default-project profile serves every
+// project without features.profiles; a client confined to one of them
+// sees in used_by, and in the delete refusal, only its own instances,
+// while an admin sees all.
+func TestProfileUsedByConfined(t *testing.T) {
+	d, _ := withImage(t)
+	for _, p := range []string{"p2", "p4"} {
+		newProject(t, d, p, map[string]string{"features.profiles": "false", "features.images": "false"})
+	}
+	mustStatus(t, "create x", d.Do("POST", "/1.0/profiles", map[string]string{"name": "x"}), 201)
+	createIn(t, d, "p2", "ci2", []string{"default", "x"}, false)
+	createIn(t, d, "p4", "ci4", []string{"default", "x"}, false)
+	as, _ := restrictedClient(t, d, "p2")
+
+	var p api.Profile
+	res := as("GET", "/1.0/profiles/x?project=p2", nil)
+	mustStatus(t, "confined GET x", res, 200)
+	res.Metadata(t, &p)
+	if !slices.Equal(p.UsedBy, []string{"/1.0/instances/ci2?project=p2"}) {
+		t.Fatalf("confined used_by %v", p.UsedBy)
+	}
+	d.Do("GET", "/1.0/profiles/x", nil).Metadata(t, &p)
+	if slices.Sort(p.UsedBy); !slices.Equal(p.UsedBy, []string{"/1.0/instances/ci2?project=p2", "/1.0/instances/ci4?project=p4"}) {
+		t.Fatalf("admin used_by %v", p.UsedBy)
+	}
+	res = as("DELETE", "/1.0/profiles/x?project=p2", nil)
+	mustStatus(t, "confined delete in use", res, 400, "/1.0/instances/ci2?project=p2", "1 instance(s) in other projects")
+	if strings.Contains(res.Body.Error, "ci4") {
+		t.Fatalf("the refusal names another project's instance: %q", res.Body.Error)
+	}
+	mustStatus(t, "admin delete in use", d.Do("DELETE", "/1.0/profiles/x", nil), 400, "ci2", "ci4")
+}
