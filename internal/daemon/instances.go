@@ -762,30 +762,31 @@ func (d *Daemon) doCreate(r *route.Request, prepare func(*store.Tx) error, l *lo
 		return err
 	}
 	*l = fresh
-	if !d.ct.images.Has(img.Fingerprint) {
-		return fmt.Errorf("image %s has no files on disk", img.Fingerprint)
-	}
 	set, _ := idmap.ParseJSON(l.Config["volatile.idmap.next"])
 	lxcName := d.ct.lxcName(l.Project, l.Name)
-	// An overlay over the image: empty layers and one mount, whatever
-	// the image's size.
-	if err := d.ct.pool.CreateContainer(lxcName, d.ct.images.Rootfs(img.Fingerprint), set); err != nil {
-		return err
-	}
-	now := time.Now().UTC()
-	l.CreatedAt = now
-	err = d.store.Update(context.Background(), func(tx *store.Tx) error {
-		img.LastUsedAt = now
-		if err := tx.UpdateImage(*img); err != nil {
+	// The image's files must outlive the instance row's commit: a delete
+	// of the image meanwhile prunes its files only once it sees no
+	// instance using them, and Use keeps it waiting until then.
+	return d.ct.images.Use(img.Fingerprint, func() error {
+		// An overlay over the image: empty layers and one mount,
+		// whatever the image's size.
+		if err := d.ct.pool.CreateContainer(lxcName, d.ct.images.Rootfs(img.Fingerprint), set); err != nil {
 			return err
 		}
-		return tx.CreateInstance(l.Instance)
-	})
-	if err != nil {
-		_ = d.ct.pool.DeleteContainer(lxcName)
+		now := time.Now().UTC()
+		l.CreatedAt = now
+		err := d.store.Update(context.Background(), func(tx *store.Tx) error {
+			img.LastUsedAt = now
+			if err := tx.UpdateImage(*img); err != nil {
+				return err
+			}
+			return tx.CreateInstance(l.Instance)
+		})
+		if err != nil {
+			_ = d.ct.pool.DeleteContainer(lxcName)
+		}
 		return err
-	}
-	return nil
+	})
 }
 
 // startInstance starts a stopped instance.

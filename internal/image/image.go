@@ -90,6 +90,18 @@ func (s *Store) Has(fp string) bool {
 	return err == nil
 }
 
+// Use runs f with the store locked, after checking that fp's files are
+// present: no removal runs meanwhile, so whatever f records as using the
+// image (an instance made from it) is seen by the removal's check.
+func (s *Store) Use(fp string, f func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.Has(fp) {
+		return fmt.Errorf("image %s has no files on disk", fp)
+	}
+	return f()
+}
+
 // RemoveUnused deletes an image's files unless used reports that
 // something still needs them; used runs with the store locked, so no
 // import of the same image can record it meanwhile.
