@@ -400,11 +400,13 @@ func TestExecLogs(t *testing.T) {
 	}
 }
 
-// TestLXCQueryLogs: the real lxc client lists an instance's log files and
-// deletes one. (lxc info --show-log lists the instance's snapshots before
-// it reads lxc.log, and Moat has no snapshot endpoints yet.)
+// TestLXCQueryLogs: the real lxc client prints lxc.log (lxc info
+// --show-log), lists an instance's log files and deletes one.
 func TestLXCQueryLogs(t *testing.T) {
 	lxc := lxcLaunched(t)
+	if out := lxc.run("info", "--show-log", "c1"); !strings.Contains(out, "Name: c1") || !strings.Contains(out, "Log:") {
+		t.Fatalf("lxc info --show-log:\n%s", out)
+	}
 	lxc.run("exec", "c1", "--", "true")
 	var logs []string
 	if err := json.Unmarshal([]byte(lxc.run("query", "/1.0/instances/c1/logs")), &logs); err != nil || fmt.Sprint(logs) != "[/1.0/instances/c1/logs/lxc.log]" {
