@@ -1204,10 +1204,16 @@ func (d *Daemon) applyLive(old, l loaded) error {
 	if err != nil {
 		return fmt.Errorf("config stored; it applies at the next start: %w", err)
 	}
+	// Both updates apply all or nothing. After a failure the container
+	// still runs as h describes, so h goes back into the cache: the next
+	// live change is worked out from what runs, and the next start builds
+	// a fresh handle from the stored config anyway.
 	if err := nh.UpdateLimits(instance.Limits(l.EC)); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
+		d.ct.handles.Put(lxcName, h)
 		return fmt.Errorf("config stored, applying limits to the running container failed: %w", err)
 	}
 	if err := nh.UpdateDevices(h); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
+		d.ct.handles.Put(lxcName, h)
 		return fmt.Errorf("config stored; it applies at the next start: %w", err)
 	}
 	return nil

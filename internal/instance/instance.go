@@ -394,9 +394,27 @@ func (h *Handles) Get(lxcName string, mk func() (lxcdriver.Spec, error)) (*lxcdr
 	return c, nil
 }
 
-// Forget drops a cached handle.
+// Forget drops a cached handle, closing it.
 func (h *Handles) Forget(lxcName string) {
 	h.mu.Lock()
+	c := h.m[lxcName]
 	delete(h.m, lxcName)
 	h.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// Put caches c for lxcName, closing the handle it replaces.
+func (h *Handles) Put(lxcName string, c *lxcdriver.Container) {
+	h.mu.Lock()
+	old := h.m[lxcName]
+	if h.m == nil {
+		h.m = map[string]*lxcdriver.Container{}
+	}
+	h.m[lxcName] = c
+	h.mu.Unlock()
+	if old != nil && old != c {
+		old.Close()
+	}
 }

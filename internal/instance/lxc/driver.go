@@ -86,6 +86,18 @@ func (c *Container) Start() error {
 	return nil
 }
 
+// Close drops what the handle holds for a run (init's pidfd, the open
+// cgroup usage files, the netlink socket in the container's namespace)
+// and its liblxc object. The container itself is not touched, and the
+// handle stays usable: both are made again on demand. A handle that is
+// replaced must be closed, or each replacement leaks those descriptors.
+func (c *Container) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.forgetLive()
+	c.release()
+}
+
 func (c *Container) release() {
 	if c.lxc != nil {
 		c.lxc.Release()
