@@ -194,6 +194,7 @@ func (d *Daemon) Start() error {
 		Handler:           d.router,
 		ConnContext:       endpoint.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       endpoint.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
 	go func() {

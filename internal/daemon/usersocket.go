@@ -41,6 +41,7 @@ func (d *Daemon) startUserSocket() error {
 		Handler:           d.router,
 		ConnContext:       endpoint.UserConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       endpoint.IdleTimeout,
 	}
 	go func() {
 		if err := d.userServer.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -43,7 +43,7 @@ func (h *HTTPS) Swap(addr string, ln net.Listener) {
 		srv = &http.Server{
 			Handler:           h.Handler,
 			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			IdleTimeout:       IdleTimeout,
 			ErrorLog:          slog.NewLogLogger(h.Log.Handler(), slog.LevelDebug),
 		}
 		tl := tls.NewListener(ln, h.TLS)

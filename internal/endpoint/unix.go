@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -97,6 +98,12 @@ func ListenUnix(path string, gid int) (net.Listener, error) {
 
 // ErrLocked means another daemon holds the state directory.
 var ErrLocked = errors.New("state directory is locked")
+
+// IdleTimeout closes a keep-alive connection left idle this long, on every
+// listener: a client (a per-user socket user included) cannot pin the
+// daemon's descriptors with connections it opened and forgot.
+// Websockets (events, exec) are hijacked and not affected.
+const IdleTimeout = 2 * time.Minute
 
 // Lock takes an exclusive lock on path (created if needed) for the life of
 // the process. It fails with ErrLocked if another process holds it.
