@@ -677,6 +677,7 @@ func (d *Daemon) getInstanceLog(r *route.Request) response.Response {
 	if err != nil {
 		return response.Error(err)
 	}
+	d.logEvent("instance-log-retrieved", r, file)
 	return response.Manual(func(w http.ResponseWriter) error {
 		defer f.Close()
 		w.Header().Set("Content-Type", "application/octet-stream")
@@ -684,6 +685,16 @@ func (d *Daemon) getInstanceLog(r *route.Request) response.Response {
 		http.ServeContent(w, r.HTTP, file, fi.ModTime(), f)
 		return nil
 	})
+}
+
+// logEvent is the lifecycle event of a log file read or deleted, with the
+// file's URL as its source, as LXD sends it.
+func (d *Daemon) logEvent(action string, r *route.Request, file string) {
+	u := "/1.0/instances/" + url.PathEscape(r.Var("name")) + "/logs/" + url.PathEscape(file)
+	if r.Project != "default" {
+		u += "?project=" + url.QueryEscape(r.Project)
+	}
+	d.bus.Lifecycle(action, u, r.Project, r.Identity.Requestor(), nil)
 }
 
 // deleteInstanceLog removes a record-output file.
@@ -706,5 +717,6 @@ func (d *Daemon) deleteInstanceLog(r *route.Request) response.Response {
 		}
 		return response.Error(err)
 	}
+	d.logEvent("instance-log-deleted", r, file)
 	return response.EmptySync()
 }

@@ -1162,10 +1162,12 @@ func (d *Daemon) updateInstance(r *route.Request, next func(store.Instance) stor
 	if err != nil {
 		return response.Error(err)
 	}
+	// The change is stored whether or not it applies live: the event says
+	// so even when applying it to the running container failed.
+	d.bus.Lifecycle("instance-updated", instanceURL(project, name), project, r.Identity.Requestor(), nil)
 	if err := d.applyLive(old, l); err != nil {
 		return response.Error(err)
 	}
-	d.bus.Lifecycle("instance-updated", instanceURL(project, name), project, r.Identity.Requestor(), nil)
 	// LXD clients expect an operation; the change is already applied, so
 	// errors above are plain 4xx responses.
 	return d.doneOperation(r, "Updating instance", project, map[string][]string{"instances": {instanceURL(project, name)}})
