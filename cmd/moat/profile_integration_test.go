@@ -104,7 +104,11 @@ func TestConfigDeviceGetSet(t *testing.T) {
 	c.errs(`"nosuch" doesn't exist`, "config", "device", "get", "k1", "nosuch", "path")
 	c.errs("readonly", "config", "device", "set", "k1", "d2", "readonly=maybe")
 	// root comes from the default profile: not the instance's own device.
-	c.errs(`"root"`, "config", "device", "set", "k1", "root", "pool=other")
+	c.errs(`device "root" comes from a profile`, "config", "device", "set", "k1", "root", "pool=other")
+	c.errs(`device "root" comes from a profile`, "config", "device", "remove", "k1", "root")
+	if out := c.ok("config", "device", "get", "k1", "root", "pool"); out != "default\n" {
+		t.Fatalf("config device get of a profile's device: %q", out)
+	}
 	res = c.d.Do("GET", "/1.0/instances/k1", nil)
 	res.Metadata(t, &inst)
 	if !maps.Equal(inst.Devices["d2"], want) || len(inst.Devices) != 1 || inst.ExpandedDevices["root"]["pool"] != "default" {

@@ -258,13 +258,9 @@ func (a *app) deviceCommand(resolve func(string) (target, error), what string) *
 				if err != nil {
 					return err
 				}
-				_, exp := t.expanded()
 				for _, dev := range args {
-					if _, ok := devs[dev]; !ok {
-						if _, inherited := exp[dev]; inherited {
-							return fmt.Errorf("device %q comes from a profile: override it or change the profile instead", dev)
-						}
-						return fmt.Errorf("the device %q doesn't exist", dev)
+					if _, err := localDevice(t, devs, dev); err != nil {
+						return err
 					}
 					delete(devs, dev)
 				}
@@ -307,7 +303,11 @@ func (a *app) deviceCommand(resolve func(string) (target, error), what string) *
 				}
 				dev, ok := devs[args[0]]
 				if !ok {
-					return fmt.Errorf("the device %q doesn't exist", args[0])
+					// Reading a device a profile gives is fine.
+					_, exp := t.expanded()
+					if dev, ok = exp[args[0]]; !ok {
+						return fmt.Errorf("the device %q doesn't exist", args[0])
+					}
 				}
 				fmt.Fprintln(a.stdout, dev[args[1]])
 				return nil
@@ -324,9 +324,9 @@ func (a *app) deviceCommand(resolve func(string) (target, error), what string) *
 				if err != nil {
 					return err
 				}
-				dev, ok := devs[args[0]]
-				if !ok {
-					return fmt.Errorf("the device %q doesn't exist", args[0])
+				dev, err := localDevice(t, devs, args[0])
+				if err != nil {
+					return err
 				}
 				maps.Copy(dev, pairs)
 				return t.save(ctx, cfg, devs)
@@ -334,4 +334,16 @@ func (a *app) deviceCommand(resolve func(string) (target, error), what string) *
 		},
 	)
 	return cmd
+}
+
+// localDevice is the target's own device name, for changing it; a device
+// that comes from a profile cannot be changed for one instance.
+func localDevice(t target, devs map[string]map[string]string, name string) (map[string]string, error) {
+	if dev, ok := devs[name]; ok {
+		return dev, nil
+	}
+	if _, exp := t.expanded(); exp[name] != nil {
+		return nil, fmt.Errorf("device %q comes from a profile: override it or change the profile instead", name)
+	}
+	return nil, fmt.Errorf("the device %q doesn't exist", name)
 }
