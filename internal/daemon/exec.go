@@ -259,8 +259,11 @@ type execSession struct {
 	// ended is set when the session is over: later connections are
 	// refused instead of being accepted and never closed.
 	ended bool
-	proc  *lxcdriver.Process
-	ptmx  *os.File
+	// gone is set when the client vanished while the session was on:
+	// the command is killed as soon as it runs (see clientGone).
+	gone bool
+	proc *lxcdriver.Process
+	ptmx *os.File
 }
 
 // maxPendingControl bounds the control messages kept for a command that
@@ -332,6 +335,7 @@ func (s *execSession) serveControl(c *websocket.Conn) {
 	for {
 		typ, data, err := c.Read(ctx)
 		if err != nil {
+			s.lost(err)
 			return
 		}
 		if typ != websocket.MessageText {
@@ -371,6 +375,9 @@ func (s *execSession) setProcess(p *lxcdriver.Process, ptmx *os.File) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.proc, s.ptmx = p, ptmx
+	if s.gone {
+		_ = p.Signal(syscall.SIGKILL)
+	}
 	for _, msg := range s.pending {
 		s.deliver(msg)
 	}
@@ -397,6 +404,34 @@ func winSize(msg api.ExecControl) (int, int, bool) {
 	return w, h, w > 0 && h > 0 && w < 1<<16 && h < 1<<16
 }
 
+// lost is called with the error that ended a read of one of the
+// session's websockets. A connection that dropped without a close
+// handshake (a killed client, a lost link) means nobody is left to give
+// the command input, read its output or signal it: as LXD does, the
+// command is killed. Left running, a shell or a sleep would hold its
+// websockets, pipes and a process in the container for ever. A clean
+// close is the client's choice (on stdin it means end of input) and
+// changes nothing.
+func (s *execSession) lost(err error) {
+	if err != nil && websocket.CloseStatus(err) == -1 {
+		s.clientGone()
+	}
+}
+
+// clientGone kills the command of a session whose client went away (once
+// started, if it is being started); after the end it does nothing.
+func (s *execSession) clientGone() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.gone = true
+	if s.proc != nil {
+		_ = s.proc.Signal(syscall.SIGKILL)
+	}
+}
+
 func (s *execSession) conn(fd string) *websocket.Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -407,8 +442,12 @@ func (s *execSession) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ended = true
+	// Once ended, s.conns no longer changes. Each close waits for the
+	// client's answer to the handshake, up to 5 s, and the lxc client
+	// never answers on control (it does not read it): the closes run in
+	// the background so the operation, and lxc exec, end at once.
 	for _, c := range s.conns {
-		_ = c.Close(websocket.StatusNormalClosure, "")
+		go c.Close(websocket.StatusNormalClosure, "")
 	}
 }
 
@@ -457,7 +496,7 @@ func (s *execSession) run(ctx context.Context, event func()) (int, error) {
 	}
 	s.setProcess(p, nil)
 	event()
-	go wsToWriter(s.conn("0"), inW)
+	go func() { s.lost(wsToWriter(s.conn("0"), inW)) }()
 	var wg sync.WaitGroup
 	for fd, rd := range map[string]*os.File{"1": outR, "2": errR} {
 		wg.Add(1)
@@ -483,19 +522,23 @@ func waitOrTimeout(wg *sync.WaitGroup, t time.Duration) {
 }
 
 // wsToWriter copies binary frames to w until a text frame (LXD's end of
-// stream), a close or an error, then closes w.
-func wsToWriter(c *websocket.Conn, w io.WriteCloser) {
+// stream), a close or an error, then closes w. It returns the websocket's
+// read error, nil otherwise.
+func wsToWriter(c *websocket.Conn, w io.WriteCloser) error {
 	defer w.Close()
 	if c == nil {
-		return
+		return nil
 	}
 	for {
 		typ, data, err := c.Read(context.Background())
-		if err != nil || typ == websocket.MessageText {
-			return
+		if err != nil {
+			return err
+		}
+		if typ == websocket.MessageText {
+			return nil
 		}
 		if _, err := w.Write(data); err != nil {
-			return
+			return nil
 		}
 	}
 }
@@ -553,7 +596,11 @@ func (s *execSession) runPTY(ctx context.Context, event func()) (int, error) {
 	go func() {
 		for {
 			typ, data, err := c.Read(context.Background())
-			if err != nil || typ == websocket.MessageText {
+			if err != nil {
+				s.lost(err)
+				return
+			}
+			if typ == websocket.MessageText {
 				return
 			}
 			if _, err := ptmx.Write(data); err != nil {
