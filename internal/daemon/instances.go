@@ -891,15 +891,12 @@ func (d *Daemon) stopLocked(l loaded, force bool, timeout time.Duration, request
 // then already stopped and its stop recorded.
 func (d *Daemon) lockForForce(l loaded) (unlock func(), cutShort bool) {
 	mu := d.ct.instLock(l.Project, l.Name)
-	h, err := d.handle(l)
-	if err != nil {
-		mu.Lock()
-		return mu.Unlock, false
-	}
 	// Polling the lock is what lets a forced stop that arrives just before
-	// the clean one starts waiting still reach it.
+	// the clean one starts waiting still reach it. The handle is looked up
+	// each time: an update holding the lock may replace it, and the clean
+	// stop then waits on the new one.
 	for !mu.TryLock() {
-		if h.AbortStop() {
+		if h, err := d.handle(l); err == nil && h.AbortStop() {
 			cutShort = true
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -1192,32 +1189,37 @@ func (d *Daemon) doneOperation(r *route.Request, desc, project string, resources
 // stored for the next start, as do changes of the ID map or privilege.
 func (d *Daemon) applyLive(old, l loaded) error {
 	lxcName := d.ct.lxcName(l.Project, l.Name)
+	// The cached handle describes what runs. It is replaced only once the
+	// change is applied: both updates apply all or nothing, so after a
+	// failure the container still runs as h says, and the next live
+	// change is worked out from that. (A start builds a handle from the
+	// stored config anyway.)
 	h, err := d.handle(old)
 	if err != nil {
 		d.ct.handles.Forget(lxcName)
 		return nil
 	}
-	st, err := h.State()
-	d.ct.handles.Forget(lxcName)
-	if err != nil || st.Status == lxcdriver.StatusStopped {
+	if st, err := h.State(); err != nil || st.Status == lxcdriver.StatusStopped {
+		d.ct.handles.Forget(lxcName)
 		return nil
 	}
-	nh, err := d.handle(l)
+	spec, err := d.spec(l)
 	if err != nil {
 		return fmt.Errorf("config stored; it applies at the next start: %w", err)
 	}
-	// Both updates apply all or nothing. After a failure the container
-	// still runs as h describes, so h goes back into the cache: the next
-	// live change is worked out from what runs, and the next start builds
-	// a fresh handle from the stored config anyway.
+	nh, err := lxcdriver.New(spec)
+	if err != nil {
+		return fmt.Errorf("config stored; it applies at the next start: %w", err)
+	}
 	if err := nh.UpdateLimits(instance.Limits(l.EC)); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
-		d.ct.handles.Put(lxcName, h)
+		nh.Close()
 		return fmt.Errorf("config stored, applying limits to the running container failed: %w", err)
 	}
 	if err := nh.UpdateDevices(h); err != nil && !errors.Is(err, lxcdriver.ErrNotRunning) {
-		d.ct.handles.Put(lxcName, h)
+		nh.Close()
 		return fmt.Errorf("config stored; it applies at the next start: %w", err)
 	}
+	d.ct.handles.Replace(lxcName, nh)
 	return nil
 }
 
@@ -1266,7 +1268,14 @@ func (d *Daemon) renameInstance(r *route.Request) response.Response {
 			if err := d.ct.pool.BeginRename(oldLXC, newLXC); err != nil {
 				return err
 			}
-			defer d.ct.pool.EndRename(newLXC)
+			// The record goes once row and storage agree again; if they
+			// may not, it stays for the next start to finish the move.
+			keepRecord := false
+			defer func() {
+				if !keepRecord {
+					d.ct.pool.EndRename(newLXC)
+				}
+			}()
 			err := d.store.Update(ctx, func(tx *store.Tx) error {
 				// The new name changes nothing the config check looks at;
 				// expanding proves the instance's profiles still resolve.
@@ -1286,6 +1295,7 @@ func (d *Daemon) renameInstance(r *route.Request) response.Response {
 			// the new path, whichever name the instance ends up with.
 			if err := d.ct.pool.RenameContainer(oldLXC, newLXC); err != nil {
 				back := d.store.Update(ctx, func(tx *store.Tx) error { return tx.RenameInstance(project, req.Name, from) })
+				keepRecord = back != nil
 				_, merr := d.ct.pool.EnsureMounted(oldLXC, lower)
 				return errors.Join(err, back, merr)
 			}

@@ -365,8 +365,9 @@ func unixDevice(d map[string]string) (lxcdriver.Device, error) {
 	return dev, nil
 }
 
-// Handles caches one driver handle per container; a config change replaces
-// the handle (Put) so the next start uses the new spec.
+// Handles caches one driver handle per container; a config change
+// replaces it (or forgets it, so the next use builds one from the new
+// spec).
 type Handles struct {
 	mu sync.Mutex
 	m  map[string]*lxcdriver.Container
@@ -405,8 +406,8 @@ func (h *Handles) Forget(lxcName string) {
 	}
 }
 
-// Put caches c for lxcName, closing the handle it replaces.
-func (h *Handles) Put(lxcName string, c *lxcdriver.Container) {
+// Replace caches c for lxcName and closes the handle it replaces.
+func (h *Handles) Replace(lxcName string, c *lxcdriver.Container) {
 	h.mu.Lock()
 	old := h.m[lxcName]
 	if h.m == nil {

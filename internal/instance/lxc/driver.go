@@ -25,7 +25,8 @@ type Container struct {
 	lxc  *lxc.Container // loaded from the config written by the last Start
 	live *liveInfo      // this run's init pidfd and cgroups; nil if unknown
 
-	abort stopAbort // lets a forced stop cut short a clean one (no c.mu)
+	abort  stopAbort // lets a forced stop cut short a clean one (no c.mu)
+	closed bool      // replaced in the daemon's cache: keep nothing (Close)
 }
 
 // New validates spec and returns a handle. It does no I/O beyond reading
@@ -59,6 +60,7 @@ func (c *Container) handle() (*lxc.Container, error) {
 func (c *Container) Start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.dropIfClosed()
 	if l, err := c.handle(); err == nil && l.Running() {
 		return ErrRunning
 	}
@@ -88,12 +90,25 @@ func (c *Container) Start() error {
 
 // Close drops what the handle holds for a run (init's pidfd, the open
 // cgroup usage files, the netlink socket in the container's namespace)
-// and its liblxc object. The container itself is not touched, and the
-// handle stays usable: both are made again on demand. A handle that is
-// replaced must be closed, or each replacement leaks those descriptors.
+// and its liblxc object. The container itself is not touched. A handle
+// that is replaced must be closed, or each replacement leaks those
+// descriptors. A closed handle still answers a caller that got it before
+// (a list racing an update), but keeps nothing afterwards: each call
+// drops what it had to open (dropIfClosed). A clean stop waiting for init
+// keeps using the liblxc object, so then the drop happens when it ends.
 func (c *Container) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
+	c.dropIfClosed()
+}
+
+// dropIfClosed releases the run information and the liblxc object of a
+// closed handle. Every method that may load them defers it, under c.mu.
+func (c *Container) dropIfClosed() {
+	if !c.closed || c.abort.waiting() {
+		return
+	}
 	c.forgetLive()
 	c.release()
 }
@@ -169,6 +184,7 @@ func (c *Container) Unfreeze() error {
 func (c *Container) withRunning(f func(*lxc.Container) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.dropIfClosed()
 	l, err := c.handle()
 	if err != nil {
 		return err
@@ -189,6 +205,7 @@ func (c *Container) UpdateLimits(limits Limits) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.dropIfClosed()
 	l, err := c.handle()
 	if err != nil {
 		return err
@@ -208,6 +225,7 @@ func (c *Container) UpdateLimits(limits Limits) error {
 func (c *Container) Delete() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.dropIfClosed()
 	if l, err := c.handle(); err == nil && l.Running() {
 		return ErrRunning
 	}

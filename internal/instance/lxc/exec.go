@@ -113,6 +113,7 @@ func (c *Container) Exec(spec ExecSpec) (*Process, error) {
 func (c *Container) attachTarget() (*os.File, []string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.dropIfClosed()
 	if c.live != nil && !c.live.alive() {
 		c.forgetLive()
 	}

@@ -119,6 +119,7 @@ func (c *Container) UpdateDevices(prev *Container) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.dropIfClosed()
 	l, err := c.handle()
 	if err != nil {
 		return err

@@ -241,6 +241,7 @@ func (li *liveInfo) readFile(dir, name string) (string, bool) {
 func (c *Container) State() (State, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.dropIfClosed()
 	if c.live != nil {
 		if c.live.alive() {
 			if st, ok := c.fastState(); ok {

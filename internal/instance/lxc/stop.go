@@ -27,6 +27,7 @@ import (
 func (c *Container) Stop(force bool, timeout time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.dropIfClosed()
 	l, err := c.handle()
 	if err != nil {
 		return err
@@ -98,6 +99,13 @@ func (a *stopAbort) arm() (int, error) {
 	}
 	a.fd, a.armed = fd, true
 	return fd, nil
+}
+
+// waiting reports whether a clean stop is waiting for init.
+func (a *stopAbort) waiting() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.armed
 }
 
 func (a *stopAbort) disarm() {

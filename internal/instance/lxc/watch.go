@@ -16,6 +16,7 @@ import (
 func (c *Container) InitPidfd() (*os.File, int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.dropIfClosed()
 	l, err := c.handle()
 	if err != nil {
 		return nil, 0, err
@@ -152,6 +153,7 @@ const settleLimit = 10 * time.Second
 func (c *Container) Settle(pidfd *os.File, old int) (AfterExit, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.dropIfClosed()
 	c.forgetLive()
 	l, err := c.handle()
 	if err != nil {
