@@ -126,7 +126,7 @@ func (d *Daemon) execInstance(r *route.Request) response.Response {
 	if err != nil {
 		return response.Error(err)
 	}
-	if st, err := h.State(); err != nil || st.Status != lxcdriver.StatusRunning {
+	if st, err := h.StateWithoutNetwork(); err != nil || st.Status != lxcdriver.StatusRunning {
 		return response.Error(errdefs.Invalidf("Instance is not running"))
 	}
 	cwd := req.Cwd
@@ -196,7 +196,7 @@ func (d *Daemon) execInstance(r *route.Request) response.Response {
 		return response.Async(op.Render(r.Identity))
 	}
 
-	s := &execSession{d: d, h: h, spec: spec, interactive: req.Interactive, ready: make(chan struct{}),
+	s := &execSession{d: d, h: h, spec: spec, interactive: req.Interactive, ready: make(chan struct{}), gone: make(chan struct{}),
 		claimed: map[string]bool{}, conns: map[string]*websocket.Conn{}, secrets: map[string]string{},
 		width: req.Width, height: req.Height}
 	fds := []string{"0", "1", "2", "control"}
@@ -259,9 +259,10 @@ type execSession struct {
 	// ended is set when the session is over: later connections are
 	// refused instead of being accepted and never closed.
 	ended bool
-	// gone is set when the client vanished while the session was on:
-	// the command is killed as soon as it runs (see clientGone).
-	gone bool
+	// gone is closed when the client vanished while the session was on
+	// (see clientGone): the session stops waiting for its websockets, a
+	// command being started is killed as soon as it runs.
+	gone chan struct{}
 	proc *lxcdriver.Process
 	ptmx *os.File
 }
@@ -375,8 +376,10 @@ func (s *execSession) setProcess(p *lxcdriver.Process, ptmx *os.File) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.proc, s.ptmx = p, ptmx
-	if s.gone {
+	select {
+	case <-s.gone:
 		_ = p.Signal(syscall.SIGKILL)
+	default:
 	}
 	for _, msg := range s.pending {
 		s.deliver(msg)
@@ -418,15 +421,21 @@ func (s *execSession) lost(err error) {
 	}
 }
 
-// clientGone kills the command of a session whose client went away (once
-// started, if it is being started); after the end it does nothing.
+// clientGone ends the session of a client that went away: the command is
+// killed (once started, if it is being started), or never started if the
+// client left before connecting every fd. After the end it does nothing.
 func (s *execSession) clientGone() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	select {
+	case <-s.gone:
+		return
+	default:
+	}
 	if s.ended {
 		return
 	}
-	s.gone = true
+	close(s.gone)
 	if s.proc != nil {
 		_ = s.proc.Signal(syscall.SIGKILL)
 	}
@@ -456,6 +465,9 @@ func (s *execSession) closeAll() {
 func (s *execSession) run(ctx context.Context, event func()) (int, error) {
 	select {
 	case <-s.ready:
+	case <-s.gone:
+		s.closeAll()
+		return 0, errors.New("the client went away before connecting every websocket")
 	case <-ctx.Done():
 		s.closeAll()
 		return 0, ctx.Err()

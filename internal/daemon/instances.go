@@ -154,7 +154,7 @@ func (d *Daemon) instanceStatus(in store.Instance) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	st, err := d.state(l)
+	st, err := d.statusOnly(l)
 	if err != nil {
 		return "", err
 	}
@@ -212,13 +212,13 @@ func (d *Daemon) getInstances(r *route.Request) response.Response {
 	}
 	out := make([]api.InstanceFull, len(list))
 	d.forEach(len(list), func(i int) {
-		st, err := d.state(list[i])
+		st, err := d.stateOf(list[i], fields == nil || fields["state.network"])
 		if err != nil {
 			st = &api.InstanceState{Status: "Error", StatusCode: api.Error}
 		}
 		if fields != nil {
-			// Moat does not measure disk and network usage: the maps are
-			// empty when asked for, absent when not.
+			// Moat does not measure disk usage: the map is empty when
+			// asked for, absent when not; so is the network when left out.
 			if !fields["state.disk"] {
 				st.Disk = nil
 			}
@@ -400,7 +400,7 @@ func (d *Daemon) forEach(n int, fn func(i int)) {
 }
 
 func (d *Daemon) statusOnly(l loaded) (*api.InstanceState, error) {
-	return d.state(l)
+	return d.stateOf(l, false)
 }
 
 func (d *Daemon) getInstance(r *route.Request) response.Response {
@@ -812,7 +812,7 @@ func (d *Daemon) startLocked(project, name string, requestor *api.Requestor) err
 	// start's map. A changed map shifts the upper layer first, which must
 	// never happen under a running container.
 	if cur, err := d.ct.pool.LayerMap(lxcName); err == nil && cur.JSON() != spec.IDMap.JSON() {
-		if st, _ := d.state(l); st != nil && st.Status != "Stopped" {
+		if st, _ := d.statusOnly(l); st != nil && st.Status != "Stopped" {
 			return errdefs.Invalidf("The instance is already running")
 		}
 	}
@@ -1199,7 +1199,7 @@ func (d *Daemon) applyLive(old, l loaded) error {
 		d.ct.handles.Forget(lxcName)
 		return nil
 	}
-	if st, err := h.State(); err != nil || st.Status == lxcdriver.StatusStopped {
+	if st, err := h.StateWithoutNetwork(); err != nil || st.Status == lxcdriver.StatusStopped {
 		d.ct.handles.Forget(lxcName)
 		return nil
 	}
@@ -1239,7 +1239,7 @@ func (d *Daemon) renameInstance(r *route.Request) response.Response {
 	if err != nil {
 		return response.Error(err)
 	}
-	if st, _ := d.state(l); st != nil && st.Status != "Stopped" {
+	if st, _ := d.statusOnly(l); st != nil && st.Status != "Stopped" {
 		return response.Error(errdefs.Invalidf("Renaming of running instance not allowed"))
 	}
 	if _, err := d.loadInstance(project, req.Name); err == nil {
@@ -1323,7 +1323,7 @@ func (d *Daemon) deleteInstance(r *route.Request) response.Response {
 	if config.IsTrue(l.EC["security.protection.delete"]) {
 		return response.Error(errdefs.Invalidf("Instance %q is protected from deletion (security.protection.delete=true)", name))
 	}
-	if st, _ := d.state(l); st != nil && st.Status != "Stopped" && !force {
+	if st, _ := d.statusOnly(l); st != nil && st.Status != "Stopped" && !force {
 		return response.Error(errdefs.Invalidf("Instance is running: stop it first or use force"))
 	}
 	requestor := r.Identity.Requestor()

@@ -9,12 +9,20 @@ import (
 
 var statusCodes = map[string]api.StatusCode{"Running": api.Running, "Stopped": api.Stopped, "Frozen": api.Frozen, "Error": api.Error}
 
-func (d *Daemon) state(l loaded) (*api.InstanceState, error) {
+func (d *Daemon) state(l loaded) (*api.InstanceState, error) { return d.stateOf(l, true) }
+
+// stateOf is state, with the network interfaces only if asked for (they
+// cost two netlink dumps in the container's namespace).
+func (d *Daemon) stateOf(l loaded, network bool) (*api.InstanceState, error) {
 	h, err := d.handle(l)
 	if err != nil {
 		return &api.InstanceState{Status: "Error", StatusCode: api.Error}, nil
 	}
-	st, err := h.State()
+	read := h.State
+	if !network {
+		read = h.StateWithoutNetwork
+	}
+	st, err := read()
 	if err != nil {
 		return nil, err
 	}

@@ -238,13 +238,20 @@ func (li *liveInfo) readFile(dir, name string) (string, bool) {
 // State reports status and, for a running container, resource usage.
 // Usage counters that cannot be read are reported as -1 rather than
 // failing the whole call: a listing must not break on one cgroup file.
-func (c *Container) State() (State, error) {
+func (c *Container) State() (State, error) { return c.state(true) }
+
+// StateWithoutNetwork is State without the network interfaces (Network
+// is nil), for callers that do not show them: it saves the two netlink
+// dumps in the container's namespace.
+func (c *Container) StateWithoutNetwork() (State, error) { return c.state(false) }
+
+func (c *Container) state(network bool) (State, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.dropIfClosed()
 	if c.live != nil {
 		if c.live.alive() {
-			if st, ok := c.fastState(); ok {
+			if st, ok := c.fastState(network); ok {
 				return st, nil
 			}
 		}
@@ -262,7 +269,7 @@ func (c *Container) State() (State, error) {
 		// From now on State reads the cgroup files and the network
 		// namespace directly, this first time included.
 		if c.live = c.learnLive(l); c.live != nil {
-			if st, ok := c.fastState(); ok {
+			if st, ok := c.fastState(network); ok {
 				return st, nil
 			}
 			c.forgetLive()
@@ -291,7 +298,7 @@ func (c *Container) State() (State, error) {
 
 // fastState is State from the cached pidfd and cgroup directories. The
 // freezer state decides between Running and Frozen, as liblxc does.
-func (c *Container) fastState() (State, bool) {
+func (c *Container) fastState(network bool) (State, bool) {
 	li := c.live
 	st := State{Status: StatusRunning, PID: li.pid}
 	v, err := c.cg.version("freezer")
@@ -317,7 +324,9 @@ func (c *Container) fastState() (State, bool) {
 	st.MemoryUsage, st.MemoryPeak, st.SwapUsage, st.SwapPeak = c.memory(func(file string) int64 {
 		return li.readInt(c.cg, "memory", file, file)
 	})
-	st.Network = li.network()
+	if network {
+		st.Network = li.network()
+	}
 	st.CPUUsage = -1
 	if v, err := c.cg.version("cpuacct"); err == nil && v == 1 {
 		st.CPUUsage = li.readInt(c.cg, "cpuacct", "cpuacct.usage", "")
