@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -123,6 +124,7 @@ func (d *Daemon) initContainers(ctx context.Context) error {
 	if err := c.pool.RecoverRenames(func(name string) bool { return known[name] }); err != nil {
 		d.log.Warn("finishing interrupted renames", "err", err)
 	}
+	d.tidyExecLogs(instances, c.lxcName)
 	for _, name := range c.pool.Containers() {
 		if !known[name] {
 			d.log.Warn("removing storage of an instance that was never created (interrupted create)", "name", name)
@@ -235,4 +237,33 @@ func init() {
 // on one host never touch each other's cgroups.
 func (c *containers) lxcName(project, name string) string {
 	return c.tag + instance.LXCName(project, name)
+}
+
+// tidyExecLogs keeps STATE/logs to one directory per instance, named by
+// its volatile.uuid: a directory of an older moatd, named after the
+// instance, is moved there, and one of no instance (gone while moatd was
+// down, or never removed) is deleted, so no later instance can see it.
+func (d *Daemon) tidyExecLogs(instances []store.Instance, lxcName func(project, name string) string) {
+	root := filepath.Join(d.cfg.StateDir, "logs")
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	keep := map[string]bool{}
+	for _, in := range instances {
+		dir, err := d.execLogDir(in.Config)
+		if err != nil {
+			continue
+		}
+		keep[filepath.Base(dir)] = true
+		old := filepath.Join(root, lxcName(in.Project, in.Name))
+		if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+			_ = os.Rename(old, dir)
+		}
+	}
+	for _, e := range entries {
+		if !keep[e.Name()] {
+			_ = os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,4 +52,40 @@ func TestLogAndUpdateEvents(t *testing.T) {
 		t.Fatalf("unappliable change: %d %q", res.Status, res.Body.Error)
 	}
 	expect("instance-updated", "/1.0/instances/le")
+}
+
+// TestExecLogsTidiedAtStart: at start moatd moves an instance's log
+// directory named after the instance (an older moatd's layout) to its
+// volatile.uuid, so the logs are served again, and deletes directories
+// of no instance.
+func TestExecLogsTidiedAtStart(t *testing.T) {
+	d, _ := withImage(t)
+	launch(t, d, "old", nil)
+	op := recorded(t, d, "old", map[string]any{"command": []string{"echo", "kept"}})
+	url := op.Metadata["output"].(map[string]any)["1"].(string)
+	var in api.Instance
+	d.Do("GET", "/1.0/instances/old", nil).Metadata(t, &in)
+	logs := filepath.Join(d.Dir, "logs")
+	byUUID := filepath.Join(logs, in.Config["volatile.uuid"])
+	byName := filepath.Join(logs, filepath.Base(containerDir(t, d, "old")))
+	orphan := filepath.Join(logs, "0b7c3bd2-5c8e-4b7e-9d5c-2f1a6c0e9a11")
+	d.Stop()
+	if err := os.Rename(byUUID, byName); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(orphan, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(orphan, "exec_x.stdout"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Restart()
+	if status, body, _ := getLog(t, d, url); status != 200 || body != "kept\n" {
+		t.Fatalf("log after the layout change: %d %q", status, body)
+	}
+	for _, gone := range []string{byName, orphan} {
+		if _, err := os.Stat(gone); err == nil {
+			t.Errorf("%s is still there", gone)
+		}
+	}
 }
