@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -312,6 +313,16 @@ func (r *leakRig) wsExecOp(t *testing.T, name string, interactive bool, cmd ...s
 	return op.ID, op.Metadata.FDs
 }
 
+// running waits until forkexecd runs more commands than kids.
+func (r *leakRig) running(t *testing.T, kids int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); snapshot(t, r.d).helperKids <= kids; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the command did not start in 5 s")
+		}
+	}
+}
+
 // opEnded waits up to 5 s for an operation to leave Running.
 func (r *leakRig) opEnded(t *testing.T, id string) api.Operation {
 	t.Helper()
@@ -392,11 +403,13 @@ func TestDaemonLeaksNothing(t *testing.T) {
 	} {
 		t.Run("exec-websocket-disconnect-"+tc.name, func(t *testing.T) {
 			r.rounds(t, 2, 20, func(i int) {
+				kids := snapshot(t, d).helperKids
 				id, fds := r.wsExecOp(t, "lk1", false, tc.cmd...)
 				var conns []*websocket.Conn
 				for _, fd := range []string{"control", "0", "1", "2"} {
 					conns = append(conns, r.dial(t, ctx, id, fds[fd]))
 				}
+				r.running(t, kids)
 				for _, c := range conns {
 					c.CloseNow()
 				}
@@ -438,13 +451,27 @@ func TestDaemonLeaksNothing(t *testing.T) {
 
 	t.Run("exec-interactive-disconnect", func(t *testing.T) {
 		r.rounds(t, 2, 20, func(i int) {
+			kids := snapshot(t, d).helperKids
 			id, fds := r.wsExecOp(t, "lk1", true, "sh")
 			ctl := r.dial(t, ctx, id, fds["control"])
 			tty := r.dial(t, ctx, id, fds["0"])
+			r.running(t, kids)
 			tty.CloseNow()
 			ctl.CloseNow()
 			if op := r.opEnded(t, id); op.Metadata["return"] != float64(137) {
 				t.Fatalf("shell after its client went away: %s %s, return %v", op.Status, op.Err, op.Metadata["return"])
+			}
+		})
+	})
+
+	// A client that goes away before it has connected every fd: the
+	// session does not wait for the others (30 s) before it ends.
+	t.Run("exec-websocket-partial-disconnect", func(t *testing.T) {
+		r.rounds(t, 2, 20, func(i int) {
+			id, fds := r.wsExecOp(t, "lk1", false, "true")
+			r.dial(t, ctx, id, fds["control"]).CloseNow()
+			if op := r.opEnded(t, id); op.Status != "Failure" || !strings.Contains(op.Err, "went away") {
+				t.Fatalf("exec whose client left early: %s %q", op.Status, op.Err)
 			}
 		})
 	})
@@ -472,13 +499,8 @@ func TestDaemonLeaksNothing(t *testing.T) {
 				if err := c.Start(); err != nil {
 					t.Fatal(err)
 				}
-				for deadline := time.Now().Add(5 * time.Second); snapshot(t, d).helperKids <= kids; time.Sleep(10 * time.Millisecond) {
-					if time.Now().After(deadline) {
-						c.Process.Kill()
-						c.Wait()
-						t.Fatalf("lxc exec %s: the command did not start", mode)
-					}
-				}
+				t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+				r.running(t, kids)
 				c.Process.Kill()
 				c.Wait()
 				for deadline := time.Now().Add(5 * time.Second); snapshot(t, d).helperKids > kids; time.Sleep(10 * time.Millisecond) {
@@ -613,6 +635,31 @@ func TestDaemonLeaksNothing(t *testing.T) {
 		if n := len(imageFiles(t, d)); n != files {
 			t.Fatalf("image store files: %d before, %d after", files, n)
 		}
+	})
+
+	// An upload cut off halfway: the staging files go, and so does the
+	// connection.
+	t.Run("image-upload-aborted", func(t *testing.T) {
+		files := len(imageFiles(t, d))
+		body := tinyImage(t, true, "", "aborted")
+		r.rounds(t, 2, 20, func(i int) {
+			conn, err := net.Dial("unix", d.Socket())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(conn, "POST /1.0/images HTTP/1.1\r\nHost: moat\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", len(body))
+			if _, err := conn.Write(body[:len(body)/2]); err != nil {
+				t.Fatal(err)
+			}
+			conn.Close()
+			// One upload at a time, as the other rounds: the daemon
+			// is done with it once its staging directory is gone.
+			for deadline := time.Now().Add(5 * time.Second); len(imageFiles(t, d)) != files; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("image store after an aborted upload: %v (%d entries before)", imageFiles(t, d), files)
+				}
+			}
+		})
 	})
 
 	t.Run("start-stop", func(t *testing.T) {
