@@ -193,3 +193,21 @@ func TestCPUCountBalanced(t *testing.T) {
 		t.Fatalf("an unrelated update moved cpua from CPU %s to %s", a, got)
 	}
 }
+
+// TestCPUCountBalancedAfterRestart: containers re-adopted by a restarted
+// daemon count for the balance as the ones it started: a new limits.cpu=1
+// container avoids the CPU of the running one.
+func TestCPUCountBalancedAfterRestart(t *testing.T) {
+	d, _ := withImage(t)
+	if b, err := os.ReadFile("/sys/devices/system/cpu/online"); err != nil || !strings.ContainsAny(string(b), ",-") {
+		t.Fatalf("the test needs two online CPUs, the host has %q (%v)", b, err)
+	}
+	launch(t, d, "cpur", map[string]string{"limits.cpu": "1"})
+	a := cgroupFile(t, d, "cpur", "cpuset", "cpuset.cpus")
+	d.Stop()
+	d.Restart()
+	launch(t, d, "cpun", map[string]string{"limits.cpu": "1"})
+	if b := cgroupFile(t, d, "cpun", "cpuset", "cpuset.cpus"); b == a {
+		t.Fatalf("the new container shares CPU %s with the re-adopted one", a)
+	}
+}

@@ -36,10 +36,10 @@ type cgroups struct {
 	v1   map[string]bool // controllers on a v1 hierarchy
 	v2   map[string]bool // controllers enabled on the unified hierarchy
 
-	// Containers this process has started or updated, whose cpusets a
-	// CPU count is balanced against (see pickCPUs). A name stays until
-	// its container is deleted; one that is not running has no payload
-	// cgroup and counts for nothing.
+	// Containers this process has started, updated or found running,
+	// whose cpusets a CPU count is balanced against (see pickCPUs). A
+	// name goes when its run's leftovers are removed (stop, delete); one
+	// that is not running has no payload cgroup and counts for nothing.
 	mu    sync.Mutex
 	known map[string]bool
 }
@@ -251,9 +251,7 @@ func (cg *cgroups) limitItems(name string, l Limits, live bool) ([]cgroupItem, e
 			return nil, err
 		}
 	}
-	cg.mu.Lock()
-	cg.known[name] = true
-	cg.mu.Unlock()
+	cg.noteRunning(name)
 	if l.CPU != "" || live {
 		set, err := cg.cpuSet(name, l.CPU)
 		if err != nil {
@@ -357,6 +355,14 @@ func pickCPUs(online []int, n int, use map[int]int, current []int) []int {
 	picked := order[:min(n, len(order))]
 	slices.Sort(picked)
 	return picked
+}
+
+// noteRunning adds name to the containers a CPU count is balanced
+// against.
+func (cg *cgroups) noteRunning(name string) {
+	cg.mu.Lock()
+	cg.known[name] = true
+	cg.mu.Unlock()
 }
 
 // cpuUse counts, per CPU, the other running containers of this process

@@ -104,6 +104,9 @@ func (c *Container) learnLive(l *lxc.Container) *liveInfo {
 		pidfd.Close()
 		return nil
 	}
+	// A container found running (re-adopted after a daemon restart
+	// included) counts for the CPU balance from now on.
+	c.cg.noteRunning(c.spec.Name)
 	return li
 }
 
