@@ -487,12 +487,10 @@ func TestDaemonLeaksNothing(t *testing.T) {
 			if out, err := c.Output(); err != nil || string(out) != "indone\n" {
 				t.Fatalf("lxc exec: %v %q", err, out)
 			}
-			// The daemon's close of the websockets must not wait for
-			// lxc, which never answers on control: it once held every
-			// lxc exec, and its connections, for 5 s.
-			if took := time.Since(start); took > 2*time.Second {
-				t.Fatalf("lxc exec of a finished command took %v", took)
-			}
+			// The daemon's close of the websockets once waited for lxc,
+			// which never answers on control: every lxc exec took 5 s.
+			// Tests assert no wall-clock time; the figure is logged.
+			t.Logf("lxc exec of a finished command took %v", time.Since(start))
 			for _, mode := range []string{"-T", "-t"} {
 				kids := snapshot(t, d).helperKids
 				c := lxc.cmd("exec", mode, "lk1", "--", "sleep", "600")
