@@ -288,15 +288,14 @@ func TestProfileReadsTakeNoWriteLock(t *testing.T) {
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		t.Fatal(err)
 	}
+	// A read that wanted the write lock would wait for it (the daemon's
+	// busy timeout is 10 s) and run into the client's timeout first: a
+	// hang detector, not a timing assertion.
 	quick := *d.HTTPClient()
-	quick.Timeout = 3 * time.Second
+	quick.Timeout = 5 * time.Second
 	for _, path := range []string{"/1.0/profiles?project=pr", "/1.0/profiles/default?project=pr", "/1.0/profiles?recursion=1", "/1.0/profiles/default"} {
-		start := time.Now()
 		res := testdaemon.DoWith(t, &quick, "GET", path, nil, nil)
 		mustStatus(t, "GET "+path+" while another writer holds the lock", res, 200)
-		if s := time.Since(start); s > time.Second {
-			t.Fatalf("GET %s took %s behind another writer", path, s)
-		}
 	}
 	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
