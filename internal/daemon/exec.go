@@ -42,8 +42,11 @@ func wsSecret() string {
 	return hex.EncodeToString(b[:])
 }
 
-// uuidPattern is the shape of volatile.uuid (see newUUID).
-var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+// uuidRE is the shape of volatile.uuid (see newUUID) and of operation
+// ids, which name exec log files.
+const uuidRE = `[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`
+
+var uuidPattern = regexp.MustCompile(`^` + uuidRE + `$`)
 
 // execLogDir holds the record-output files of an instance. It is keyed by
 // the instance's volatile.uuid, not its name: a rename keeps the files, and
@@ -654,7 +657,7 @@ func (d *Daemon) execEndpoints() []*route.Endpoint {
 // so it can be served but not deleted.
 const lxcLog = "lxc.log"
 
-var execLogPattern = regexp.MustCompile(`^exec_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.std(out|err)$`)
+var execLogPattern = regexp.MustCompile(`^exec_` + uuidRE + `\.std(out|err)$`)
 
 // logPath is where an instance's log file is, after checking its name:
 // only lxc.log and record-output files are ever opened.
@@ -749,9 +752,10 @@ func (d *Daemon) getInstanceLog(r *route.Request) response.Response {
 // logEvent is the lifecycle event of a log file read or deleted, with the
 // file's URL as its source, as LXD sends it.
 func (d *Daemon) logEvent(action string, r *route.Request, file string) {
-	u := "/1.0/instances/" + url.PathEscape(r.Var("name")) + "/logs/" + url.PathEscape(file)
-	if r.Project != "default" {
-		u += "?project=" + url.QueryEscape(r.Project)
+	u, query, _ := strings.Cut(instanceURL(r.Project, r.Var("name")), "?")
+	u += "/logs/" + url.PathEscape(file)
+	if query != "" {
+		u += "?" + query
 	}
 	d.bus.Lifecycle(action, u, r.Project, r.Identity.Requestor(), nil)
 }

@@ -77,7 +77,7 @@ func Fits(host Range, base, size int64, existing []Range) bool {
 		return false
 	}
 	for _, e := range existing {
-		if e.Size > 0 && base < e.End() && e.Base < base+size {
+		if e.Size > 0 && e.Overlaps(base, size) {
 			return false
 		}
 	}

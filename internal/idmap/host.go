@@ -19,7 +19,8 @@ type Range struct {
 // End is one past the last id of r.
 func (r Range) End() int64 { return r.Base + r.Size }
 
-func (r Range) contains(id, n int64) bool { return id < r.End() && id+n > r.Base }
+// Overlaps reports whether the n ids from id share any with r.
+func (r Range) Overlaps(id, n int64) bool { return id < r.End() && id+n > r.Base }
 
 // Host is the block of subordinate ids the daemon may hand to containers.
 type Host struct {

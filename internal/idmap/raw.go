@@ -99,10 +99,10 @@ func Layer(base Set, raw []Entry, host Host) (Set, error) {
 		if err := r.valid(); err != nil {
 			return nil, err
 		}
-		if r.Isuid && host.UID.contains(r.Hostid, r.Maprange) {
+		if r.Isuid && host.UID.Overlaps(r.Hostid, r.Maprange) {
 			return nil, fmt.Errorf("%w: host uid %d-%d is inside the subordinate range", ErrConflict, r.Hostid, r.Hostid+r.Maprange-1)
 		}
-		if r.Isgid && host.GID.contains(r.Hostid, r.Maprange) {
+		if r.Isgid && host.GID.Overlaps(r.Hostid, r.Maprange) {
 			return nil, fmt.Errorf("%w: host gid %d-%d is inside the subordinate range", ErrConflict, r.Hostid, r.Hostid+r.Maprange-1)
 		}
 	}

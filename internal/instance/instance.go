@@ -132,7 +132,7 @@ func ComputeIDMap(host idmap.Host, ec map[string]string, cur *Allocation, others
 		// does, so two containers with their own maps never share host
 		// ids, however they got them.
 		for _, o := range others {
-			if base < o.Base+o.Size && o.Base < base+size {
+			if (idmap.Range{Base: o.Base, Size: o.Size}).Overlaps(base, size) {
 				return nil, 0, errdefs.Invalidf("security.idmap.base %d with size %d overlaps the host IDs %d-%d of another container",
 					base, size, o.Base, o.Base+o.Size-1)
 			}
