@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,12 +22,7 @@ func TestLogAndUpdateEvents(t *testing.T) {
 	ev := dialEvents(t, d, "?type=lifecycle")
 	expect := func(action, source string) {
 		t.Helper()
-		e := nextEvent(t, ev, func(e api.Event) bool {
-			var lc api.EventLifecycle
-			return json.Unmarshal(e.Metadata, &lc) == nil && lc.Action == action
-		})
-		var lc api.EventLifecycle
-		_ = json.Unmarshal(e.Metadata, &lc)
+		_, lc := nextLifecycle(t, ev, action)
 		if lc.Source != source || lc.Requestor == nil || lc.Requestor.Username != "root" {
 			t.Errorf("%s: source %q requestor %+v", action, lc.Source, lc.Requestor)
 		}

@@ -9,26 +9,8 @@ import (
 	"testing"
 
 	"github.com/moat/moat/internal/testdaemon"
+	"github.com/moat/moat/internal/testimage"
 )
-
-// initProbeSource makes syscall NR with first argument -1 (the rest 0)
-// through the native syscall instruction (built with -DNATIVE) or the
-// i386 compat entry int $0x80, and exits with the errno it got back.
-// open_by_handle_at(-1, NULL, 0) fails with EFAULT (14) unfiltered and
-// EPERM (1) under the deny list.
-const initProbeSource = `
-void _start(void) {
-	long ret;
-#ifdef NATIVE
-	register long r10 __asm__("r10") = 0;
-	__asm__ volatile ("syscall" : "=a"(ret) : "a"((long)NR), "D"(-1L), "S"(0L), "d"(0L), "r"(r10) : "rcx", "r11", "memory");
-#else
-	__asm__ volatile ("int $0x80" : "=a"(ret) : "a"((long)NR), "b"(-1L), "c"(0L), "d"(0L), "S"(0L) : "memory");
-#endif
-	__asm__ volatile ("syscall" :: "a"(60L), "D"(-ret));
-	for (;;);
-}
-`
 
 // probingInit runs the probes as children of the container's init, which
 // liblxc's seccomp policy confines (exec'd commands get Moat's own filter
@@ -52,16 +34,14 @@ func TestSeccompConfinesInitsTree(t *testing.T) {
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Fatalf("gcc is needed to build the syscall probes: %v", err)
 	}
+	// open_by_handle_at(-1, NULL, 0) fails with EFAULT (14) unfiltered and
+	// EPERM (1) under the deny list.
 	dir := t.TempDir()
-	src := filepath.Join(dir, "probe.c")
-	if err := os.WriteFile(src, []byte(initProbeSource), 0o644); err != nil {
+	if err := testimage.BuildSyscallProbe(filepath.Join(dir, "obh64"), 304, true); err != nil {
 		t.Fatal(err)
 	}
-	for name, args := range map[string][]string{"obh64": {"-DNR=304", "-DNATIVE"}, "obh32": {"-DNR=342"}} {
-		cmd := append([]string{"-O1", "-static", "-nostdlib", "-o", filepath.Join(dir, name), src}, args...)
-		if out, err := exec.Command("gcc", cmd...).CombinedOutput(); err != nil {
-			t.Fatalf("gcc: %v\n%s", err, out)
-		}
+	if err := testimage.BuildSyscallProbe(filepath.Join(dir, "obh32"), 342, false); err != nil {
+		t.Fatal(err)
 	}
 	d, _ := withImage(t)
 	push := func(name, path string, body []byte, mode string, kind string) {

@@ -2,7 +2,6 @@ package lxcdriver
 
 import (
 	"encoding/binary"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,24 +11,9 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-)
 
-// probeSource makes syscall NR with first argument -1 (the rest 0)
-// through the native syscall instruction (built with -DNATIVE) or the
-// i386 compat entry int $0x80, and exits with the errno it got back.
-const probeSource = `
-void _start(void) {
-	long ret;
-#ifdef NATIVE
-	register long r10 __asm__("r10") = 0;
-	__asm__ volatile ("syscall" : "=a"(ret) : "a"((long)NR), "D"(-1L), "S"(0L), "d"(0L), "r"(r10) : "rcx", "r11", "memory");
-#else
-	__asm__ volatile ("int $0x80" : "=a"(ret) : "a"((long)NR), "b"(-1L), "c"(0L), "d"(0L), "S"(0L) : "memory");
-#endif
-	__asm__ volatile ("syscall" :: "a"(60L), "D"(-ret));
-	for (;;);
-}
-`
+	"github.com/moat/moat/internal/testimage"
+)
 
 // A probe and what the deny list must make of it. open_by_handle_at(-1,
 // NULL, 0) fails with EFAULT without the filter, EPERM with it. (kexec
@@ -67,17 +51,9 @@ func TestSeccompCompat(t *testing.T) {
 		t.Fatal(err)
 	}
 	inside := "/tmp/" + filepath.Base(dir) + "/"
-	src := filepath.Join(dir, "probe.c")
-	if err := os.WriteFile(src, []byte(probeSource), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	for _, p := range probes {
-		args := []string{"-O1", "-static", "-nostdlib", "-o", filepath.Join(dir, p.name), src, fmt.Sprintf("-DNR=%d", p.nr)}
-		if p.native {
-			args = append(args, "-DNATIVE")
-		}
-		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
-			t.Fatalf("gcc: %v\n%s", err, out)
+		if err := testimage.BuildSyscallProbe(filepath.Join(dir, p.name), int(p.nr), p.native); err != nil {
+			t.Fatal(err)
 		}
 	}
 	for _, privileged := range []bool{false, true} {
