@@ -1,0 +1,211 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/moat/moat/api"
+	"github.com/moat/moat/internal/testdaemon"
+)
+
+// runIn runs lxc with stdin and fails the test if it fails.
+func (l *lxcClient) runIn(stdin string, args ...string) string {
+	l.t.Helper()
+	c := l.cmd(args...)
+	c.Stdin = strings.NewReader(stdin)
+	out, err := c.CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("lxc %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// refused runs lxc, fails the test unless it fails, and returns its output.
+func (l *lxcClient) refused(args ...string) string {
+	l.t.Helper()
+	out, err := l.cmd(args...).CombinedOutput()
+	if err == nil {
+		l.t.Fatalf("lxc %s succeeded:\n%s", strings.Join(args, " "), out)
+	}
+	return string(out)
+}
+
+// mustContain fails the test unless out holds every want.
+func mustContain(t *testing.T, what, out string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, out)
+		}
+	}
+}
+
+// pipe runs a shell pipeline with lxc pointed at the daemon under test.
+func (l *lxcClient) pipe(script string) string {
+	l.t.Helper()
+	c := exec.Command("sh", "-ec", script)
+	c.Env = l.cmd().Env
+	out, err := c.CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	return string(out)
+}
+
+// TestLXCClientImages: lxc image list (table and csv), info, the alias
+// commands, edit from stdin, delete, and a public import seen by a client
+// the daemon does not trust.
+func TestLXCClientImages(t *testing.T) {
+	path, fp := testdaemon.BusyboxImage(t)
+	d := testdaemon.Start(t)
+	lxc := newLXC(t, d)
+	lxc.run("image", "import", path, "--alias", "bb")
+
+	mustContain(t, "lxc image list", lxc.run("image", "list"),
+		"| ALIAS | FINGERPRINT  | PUBLIC |", "| bb    | "+fp[:12]+" | no     | BusyBox test image | x86_64       | CONTAINER |")
+	if out := lxc.run("image", "list", "--format=csv"); !strings.HasPrefix(out, "bb,"+fp[:12]+",no,BusyBox test image,x86_64,CONTAINER,") || strings.Count(out, "\n") != 1 {
+		t.Errorf("lxc image list --format=csv:\n%s", out)
+	}
+	mustContain(t, "lxc image info bb", lxc.run("image", "info", "bb"),
+		"Fingerprint: "+fp, "Public: no", "os: busybox", "Aliases:\n    - bb\n", "Profiles:\n    - default")
+
+	lxc.run("image", "alias", "create", "bb2", fp)
+	mustContain(t, "lxc image alias list", lxc.run("image", "alias", "list"), "| bb2   | "+fp[:12]+" | CONTAINER |")
+	lxc.run("image", "alias", "rename", "bb2", "bb3")
+	if out := lxc.run("image", "alias", "list", "--format=csv"); out != "bb,"+fp[:12]+",CONTAINER,\nbb3,"+fp[:12]+",CONTAINER,\n" {
+		t.Errorf("after lxc image alias rename:\n%s", out)
+	}
+	if r := d.Do("GET", "/1.0/images/aliases/bb2", nil); r.Status != 404 {
+		t.Errorf("renamed alias bb2 still resolves: %d", r.Status)
+	}
+	lxc.run("image", "alias", "delete", "bb3")
+	if r := d.Do("GET", "/1.0/images/aliases/bb3", nil); r.Status != 404 {
+		t.Errorf("deleted alias bb3 still resolves: %d", r.Status)
+	}
+
+	// lxc image edit reads the edited YAML from stdin.
+	lxc.pipe(`lxc image show bb | sed -e 's/public: false/public: true/' -e 's/description: BusyBox test image/description: edited by lxc/' | lxc image edit bb`)
+	var img api.Image
+	d.Do("GET", "/1.0/images/"+fp, nil).Metadata(t, &img)
+	if !img.Public || img.Properties["description"] != "edited by lxc" || img.Properties["os"] != "busybox" {
+		t.Errorf("after lxc image edit: public=%v properties=%v", img.Public, img.Properties)
+	}
+	mustContain(t, "lxc image list after the edit", lxc.run("image", "list", "--format=csv"), "bb,"+fp[:12]+",yes,edited by lxc,")
+
+	lxc.run("image", "delete", "bb")
+	if out := lxc.run("image", "list", "--format=csv"); out != "" {
+		t.Errorf("after lxc image delete:\n%s", out)
+	}
+	if r := d.Do("GET", "/1.0/images/"+fp, nil); r.Status != 404 {
+		t.Errorf("deleted image: %d", r.Status)
+	}
+
+	// A public and a private image; a client the daemon does not trust
+	// (a --public remote) sees only the public one.
+	lxc.run("image", "import", path, "--alias", "pub", "--public")
+	meta, rootfs := splitImage(t, path, "private")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "meta.tar.gz"), meta, 0o644)
+	os.WriteFile(filepath.Join(dir, "rootfs.tar.gz"), rootfs, 0o644)
+	lxc.run("image", "import", filepath.Join(dir, "meta.tar.gz"), filepath.Join(dir, "rootfs.tar.gz"), "--alias", "priv")
+	mustContain(t, "lxc image info pub", lxc.run("image", "info", "pub"), "Public: yes")
+	_, addr := listenHTTPS(t, d)
+	anon := newLXC(t, d)
+	anon.run("remote", "add", "r", "https://"+addr, "--accept-certificate", "--public")
+	out := anon.run("image", "list", "r:", "--format=csv")
+	if !strings.HasPrefix(out, "pub,"+fp[:12]+",yes,") || strings.Contains(out, "priv") {
+		t.Errorf("untrusted lxc image list:\n%s", out)
+	}
+	mustContain(t, "untrusted lxc image info r:pub", anon.run("image", "info", "r:pub"), "Fingerprint: "+fp, "Public: yes")
+	if out := anon.refused("image", "info", "r:priv"); !strings.Contains(out, "Image not found") {
+		t.Errorf("untrusted lxc image info of a private image:\n%s", out)
+	}
+}
+
+// TestLXCClientProfiles: lxc profile show, edit from stdin, unset, the
+// device subcommands, copy, rename, delete, and assign/remove on a
+// running container (the profile's disk is attached and detached live).
+func TestLXCClientProfiles(t *testing.T) {
+	lxc := lxcLaunched(t)
+	d := lxc.d
+	mustContain(t, "lxc profile show default", lxc.run("profile", "show", "default"),
+		"name: default", "  root:\n    path: /\n    pool: default\n    type: disk", "used_by:\n- /1.0/instances/c1")
+
+	lxc.run("profile", "create", "p1")
+	lxc.runIn("description: edited\nconfig:\n  limits.memory: 96MiB\n  user.x: y\ndevices: {}\n", "profile", "edit", "p1")
+	var p api.Profile
+	d.Do("GET", "/1.0/profiles/p1", nil).Metadata(t, &p)
+	if p.Description != "edited" || p.Config["limits.memory"] != "96MiB" || p.Config["user.x"] != "y" {
+		t.Errorf("after lxc profile edit: %+v", p)
+	}
+	// A bad value in the edited YAML is refused by name and changes nothing.
+	c := lxc.cmd("profile", "edit", "p1")
+	c.Stdin = strings.NewReader("config:\n  limits.memory: lots\n")
+	if out, err := c.CombinedOutput(); err == nil || !strings.Contains(string(out), "limits.memory") {
+		t.Errorf("lxc profile edit with a bad limits.memory: %v %s", err, out)
+	}
+	lxc.run("profile", "unset", "p1", "user.x")
+	p = api.Profile{}
+	d.Do("GET", "/1.0/profiles/p1", nil).Metadata(t, &p)
+	if _, ok := p.Config["user.x"]; ok || p.Config["limits.memory"] != "96MiB" {
+		t.Errorf("after lxc profile unset p1 user.x: %v", p.Config)
+	}
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hello"), []byte("from the host\n"), 0o644)
+	if out := lxc.run("profile", "device", "add", "p1", "share", "disk", "source="+dir, "path=/mnt/share"); !strings.Contains(out, "Device share added to p1") {
+		t.Errorf("lxc profile device add: %s", out)
+	}
+	if out := lxc.run("profile", "device", "show", "p1"); out != "share:\n  path: /mnt/share\n  source: "+dir+"\n  type: disk\n" {
+		t.Errorf("lxc profile device show:\n%s", out)
+	}
+	if out := lxc.run("profile", "device", "list", "p1"); out != "share\n" {
+		t.Errorf("lxc profile device list: %q", out)
+	}
+
+	lxc.run("profile", "copy", "p1", "p2")
+	lxc.run("profile", "rename", "p2", "p3")
+	var p3 api.Profile
+	d.Do("GET", "/1.0/profiles/p3", nil).Metadata(t, &p3)
+	if p3.Config["limits.memory"] != "96MiB" || p3.Devices["share"]["source"] != dir {
+		t.Errorf("the copied, renamed profile: %+v", p3)
+	}
+	if r := d.Do("GET", "/1.0/profiles/p2", nil); r.Status != 404 {
+		t.Errorf("p2 after its rename: %d", r.Status)
+	}
+
+	// assign replaces the list; the profile's disk shows up live.
+	if out := lxc.run("profile", "assign", "c1", "default,p1"); !strings.Contains(out, "Profiles default,p1 applied to c1") {
+		t.Errorf("lxc profile assign: %s", out)
+	}
+	mustContain(t, "lxc config show c1 --expanded", lxc.run("config", "show", "c1", "--expanded"),
+		"limits.memory: 96MiB", "  share:\n    path: /mnt/share", "profiles:\n- default\n- p1\n")
+	if out := lxc.run("exec", "c1", "--", "cat", "/mnt/share/hello"); out != "from the host\n" {
+		t.Errorf("the profile's disk in c1: %q", out)
+	}
+	mustContain(t, "lxc profile show p1", lxc.run("profile", "show", "p1"), "used_by:\n- /1.0/instances/c1")
+	mustContain(t, "lxc profile delete of a profile in use", lxc.refused("profile", "delete", "p1"), "in use by /1.0/instances/c1")
+
+	lxc.run("profile", "remove", "c1", "p1")
+	var inst api.Instance
+	d.Do("GET", "/1.0/instances/c1", nil).Metadata(t, &inst)
+	if strings.Join(inst.Profiles, ",") != "default" || inst.ExpandedDevices["share"] != nil {
+		t.Errorf("after lxc profile remove c1 p1: profiles %v, devices %v", inst.Profiles, inst.ExpandedDevices)
+	}
+	if out := lxc.run("exec", "c1", "--", "cat", "/proc/self/mounts"); strings.Contains(out, "/mnt/share") {
+		t.Errorf("the removed profile's disk is still mounted in c1:\n%s", out)
+	}
+
+	lxc.run("profile", "device", "remove", "p1", "share")
+	if out := lxc.run("profile", "device", "list", "p1"); strings.TrimSpace(out) != "" {
+		t.Errorf("after lxc profile device remove: %q", out)
+	}
+	lxc.run("profile", "delete", "p3")
+	lxc.run("profile", "delete", "p1")
+	if out := lxc.run("profile", "list", "--format=csv"); out != "default,Default Moat profile,1\n" {
+		t.Errorf("lxc profile list after the deletes:\n%s", out)
+	}
+}
