@@ -294,6 +294,11 @@ func checkDevice(name string, dev map[string]string) error {
 		v := dev[k]
 		validate, ok := schema[k]
 		if !ok {
+			// LXD operators set a disk's size out of habit: say why it is
+			// refused rather than calling a well-known key unknown.
+			if typ == DeviceDisk && (k == "size" || k == "size.state") {
+				return fmt.Errorf("key %q is not supported: Moat sets no disk quotas (a disk is the pool's or the host's filesystem, without a size limit)", k)
+			}
 			return fmt.Errorf("unknown key %q for a %s device", k, typ)
 		}
 		if hasControl(v) {
