@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,6 +43,8 @@ func mustContain(t *testing.T, what, out string, want ...string) {
 		}
 	}
 }
+
+func sorted(s []string) []string { slices.Sort(s); return s }
 
 // pipe runs a shell pipeline with lxc pointed at the daemon under test.
 func (l *lxcClient) pipe(script string) string {
@@ -207,5 +210,102 @@ func TestLXCClientProfiles(t *testing.T) {
 	lxc.run("profile", "delete", "p1")
 	if out := lxc.run("profile", "list", "--format=csv"); out != "default,Default Moat profile,1\n" {
 		t.Errorf("lxc profile list after the deletes:\n%s", out)
+	}
+}
+
+// TestLXCClientInstanceConfig: lxc config show (local and expanded), edit
+// from stdin, unset, and the device subcommands on a running container: a
+// read-only disk (a write inside fails), set/get/show/list/remove, the root
+// disk override with a size (refused by name), a unix-char device.
+func TestLXCClientInstanceConfig(t *testing.T) {
+	lxc := lxcLaunched(t)
+	d := lxc.d
+	lxc.run("profile", "create", "p1")
+	lxc.run("profile", "set", "p1", "user.from_profile", "yes")
+	lxc.run("profile", "add", "c1", "p1")
+	local := lxc.run("config", "show", "c1")
+	mustContain(t, "lxc config show c1", local, "image.os: busybox", "volatile.uuid:", "devices: {}", "profiles:\n- default\n- p1\n")
+	if strings.Contains(local, "user.from_profile") || strings.Contains(local, "pool: default") {
+		t.Errorf("lxc config show c1 shows the profiles' keys:\n%s", local)
+	}
+	mustContain(t, "lxc config show c1 --expanded", lxc.run("config", "show", "c1", "--expanded"),
+		"user.from_profile: \"yes\"", "security.idmap.isolated: \"true\"", "  root:\n    path: /\n    pool: default\n    type: disk")
+
+	edited := strings.Replace(local, "config:\n", "config:\n  user.note: edited\n  limits.processes: \"200\"\n", 1)
+	edited = strings.Replace(edited, `description: ""`, "description: from lxc edit", 1)
+	lxc.runIn(edited, "config", "edit", "c1")
+	var inst api.Instance
+	d.Do("GET", "/1.0/instances/c1", nil).Metadata(t, &inst)
+	if inst.Config["user.note"] != "edited" || inst.Config["limits.processes"] != "200" || inst.Description != "from lxc edit" {
+		t.Errorf("after lxc config edit: %q %v", inst.Description, inst.Config)
+	}
+	if out := lxc.run("exec", "c1", "--", "sh", "-c", "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max"); strings.TrimSpace(out) != "200" {
+		t.Errorf("limits.processes from lxc config edit, inside: %q", out)
+	}
+	lxc.run("config", "unset", "c1", "user.note")
+	if out := lxc.run("config", "get", "c1", "user.note"); strings.TrimSpace(out) != "" {
+		t.Errorf("after lxc config unset: %q", out)
+	}
+
+	// A read-only disk: readable, a write inside fails; set makes it
+	// writable and moves it, live.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("ro\n"), 0o644)
+	os.Chmod(dir, 0o777)
+	if out := lxc.run("config", "device", "add", "c1", "d1", "disk", "source="+dir, "path=/mnt/d", "readonly=true"); !strings.Contains(out, "Device d1 added to c1") {
+		t.Errorf("lxc config device add: %s", out)
+	}
+	if out := lxc.run("exec", "c1", "--", "cat", "/mnt/d/f"); out != "ro\n" {
+		t.Errorf("the read-only disk's file: %q", out)
+	}
+	out, err := lxc.cmd("exec", "c1", "--", "touch", "/mnt/d/x").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Read-only file system") {
+		t.Errorf("a write to the read-only disk: %v %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x")); err == nil {
+		t.Error("the write to the read-only disk reached the host")
+	}
+	lxc.run("config", "device", "set", "c1", "d1", "readonly=false", "path=/mnt/e")
+	if out := lxc.run("config", "device", "get", "c1", "d1", "readonly"); out != "false\n" {
+		t.Errorf("lxc config device get readonly: %q", out)
+	}
+	if out := lxc.run("config", "device", "show", "c1"); out != "d1:\n  path: /mnt/e\n  readonly: \"false\"\n  source: "+dir+"\n  type: disk\n" {
+		t.Errorf("lxc config device show:\n%s", out)
+	}
+	lxc.run("exec", "c1", "--", "touch", "/mnt/e/x")
+	if _, err := os.Stat(filepath.Join(dir, "x")); err != nil {
+		t.Errorf("a write to the disk made writable: %v", err)
+	}
+	if out := lxc.run("exec", "c1", "--", "cat", "/proc/self/mounts"); strings.Contains(out, " /mnt/d ") {
+		t.Errorf("the disk's old path is still mounted:\n%s", out)
+	}
+
+	// Moat's root disk has no size: the override is refused saying why,
+	// and changes nothing.
+	mustContain(t, "lxc config device override c1 root size=1GiB", lxc.refused("config", "device", "override", "c1", "root", "size=1GiB"),
+		`Invalid device "root": key "size" is not supported: Moat sets no disk quotas`)
+	inst = api.Instance{}
+	d.Do("GET", "/1.0/instances/c1", nil).Metadata(t, &inst)
+	if _, ok := inst.Devices["root"]; ok {
+		t.Errorf("the refused override left a local root disk: %v", inst.Devices)
+	}
+
+	// A unix-char device made from a host node: the same device inside.
+	lxc.run("config", "device", "add", "c1", "null2", "unix-char", "source=/dev/null", "path=/dev/null2")
+	if out := lxc.run("exec", "c1", "--", "ls", "-l", "/dev/null2"); !strings.HasPrefix(out, "crw-rw----") || !strings.Contains(out, " 1,   3 ") {
+		t.Errorf("the unix-char device inside: %s", out)
+	}
+	if out := lxc.run("exec", "c1", "--", "sh", "-c", "echo hi > /dev/null2 && echo ok"); out != "ok\n" {
+		t.Errorf("a write to the unix-char device: %q", out)
+	}
+	if out := strings.Fields(lxc.run("config", "device", "list", "c1")); !slices.Equal(sorted(out), []string{"d1", "null2"}) {
+		t.Errorf("lxc config device list: %q", out)
+	}
+	lxc.run("config", "device", "remove", "c1", "d1", "null2")
+	if out := lxc.run("config", "device", "list", "c1"); strings.TrimSpace(out) != "" {
+		t.Errorf("after lxc config device remove: %q", out)
+	}
+	if out := lxc.run("exec", "c1", "--", "sh", "-c", "grep -c /mnt/e /proc/self/mounts; test -c /dev/null2 && echo present; true"); strings.TrimSpace(out) != "0" {
+		t.Errorf("the removed devices inside: %q", out)
 	}
 }
