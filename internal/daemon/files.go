@@ -28,6 +28,12 @@ import (
 
 const resolveInRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
 
+// lxc checks these before it pushes a directory (file push -r, -p), a
+// symlink, appends, or deletes a file; the handlers below do all four.
+func init() {
+	apiExtensions = append(apiExtensions, "directory_manipulation", "file_symlinks", "file_append", "file_delete")
+}
+
 // overflowID is what the kernel shows a container for a host id outside
 // its map; the files API reports such owners the same way.
 const overflowID = 65534
