@@ -246,6 +246,9 @@ static void __attribute__((noreturn)) run_command(const struct moat_attach *a, i
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	// The daemon's umask (077) is for its own files: a command gets the
+	// 022 LXD's get, or what it creates in the container is private.
+	syscall(SYS_umask, 022);
 	exec_path(a);
 	// As a shell reports it: the caller sees the exit code.
 	int e = errno;
