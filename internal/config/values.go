@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -113,7 +114,14 @@ var byteUnits = map[string]uint64{
 	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50, "EiB": 1 << 60,
 }
 
-// ParseByteSize parses a size such as "512MiB", "1GB" or "4096".
+// MaxByteSize is the largest size ParseByteSize accepts: every consumer
+// (the kernel's memory limit, the driver, project limits and usage) takes
+// a size as a signed 64-bit number, so a larger one would turn negative
+// after the config was stored.
+const MaxByteSize = math.MaxInt64
+
+// ParseByteSize parses a size such as "512MiB", "1GB" or "4096", at most
+// MaxByteSize.
 func ParseByteSize(v string) (uint64, error) {
 	i := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
 	num, unit := v, ""
@@ -131,8 +139,8 @@ func ParseByteSize(v string) (uint64, error) {
 	if err != nil {
 		return 0, errors.New("number out of range")
 	}
-	if n != 0 && mult > ^uint64(0)/n {
-		return 0, errors.New("size overflows 64 bits")
+	if n != 0 && mult > MaxByteSize/n {
+		return 0, fmt.Errorf("must be at most %d bytes (8EiB - 1)", uint64(MaxByteSize))
 	}
 	return n * mult, nil
 }
