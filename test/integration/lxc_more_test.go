@@ -309,3 +309,77 @@ func TestLXCClientInstanceConfig(t *testing.T) {
 		t.Errorf("the removed devices inside: %q", out)
 	}
 }
+
+// TestLXCClientFilesExec: lxc file pull to stdout and -r, push -r of a
+// tree with a symlink, push with owner and mode, delete; lxc exec with
+// --env, --user/--group/--cwd, the exit code of false and the umask.
+func TestLXCClientFilesExec(t *testing.T) {
+	lxc := lxcLaunched(t)
+	d := lxc.d
+	if out, want := lxc.run("file", "pull", "c1/etc/hostname", "-"), lxc.run("exec", "c1", "--", "cat", "/etc/hostname"); out != want || out == "" {
+		t.Errorf("lxc file pull c1/etc/hostname -: %q, inside %q", out, want)
+	}
+
+	lxc.run("exec", "c1", "--", "sh", "-c", "mkdir -p /srv/t/sub && echo a > /srv/t/a && echo b > /srv/t/sub/b && ln -s a /srv/t/l && chown 1000:1000 /srv/t/sub/b && chmod 0640 /srv/t/sub/b")
+	dst := t.TempDir()
+	lxc.run("file", "pull", "-r", "c1/srv/t", dst)
+	if b, err := os.ReadFile(filepath.Join(dst, "t", "sub", "b")); err != nil || string(b) != "b\n" {
+		t.Errorf("pulled t/sub/b: %q %v", b, err)
+	}
+	if st, err := os.Stat(filepath.Join(dst, "t", "sub", "b")); err != nil || st.Mode().Perm() != 0o640 {
+		t.Errorf("pulled t/sub/b's mode: %v %v", st, err)
+	}
+	if st, err := os.Stat(filepath.Join(dst, "t", "a")); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("pulled t/a's mode (made by lxc exec under umask 022): %v %v", st, err)
+	}
+	if target, err := os.Readlink(filepath.Join(dst, "t", "l")); err != nil || target != "a" {
+		t.Errorf("pulled symlink t/l: %q %v", target, err)
+	}
+
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "tree", "d"), 0o755)
+	os.WriteFile(filepath.Join(src, "tree", "x"), []byte("x\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "tree", "d", "y"), []byte("y\n"), 0o600)
+	os.Symlink("x", filepath.Join(src, "tree", "lnk"))
+	lxc.run("file", "push", "-r", filepath.Join(src, "tree"), "c1/root/")
+	if out := lxc.run("exec", "c1", "--", "sh", "-c", "cat /root/tree/x /root/tree/d/y; readlink /root/tree/lnk; stat -c '%n %a %u:%g' /root/tree /root/tree/d /root/tree/d/y"); out != "x\ny\nx\n/root/tree 755 0:0\n/root/tree/d 755 0:0\n/root/tree/d/y 600 0:0\n" {
+		t.Errorf("the tree pushed with lxc file push -r:\n%s", out)
+	}
+
+	f := filepath.Join(src, "secret")
+	os.WriteFile(f, []byte("s\n"), 0o644)
+	lxc.run("file", "push", "--uid", "1000", "--gid", "1000", "--mode", "0600", f, "c1/tmp/secret")
+	if out := lxc.run("exec", "c1", "--", "stat", "-c", "%a %u:%g %s", "/tmp/secret"); out != "600 1000:1000 2\n" {
+		t.Errorf("lxc file push --uid 1000 --gid 1000 --mode 0600: %q", out)
+	}
+	res, err := d.HTTPClient().Get("http://moat/1.0/instances/c1/files?path=/tmp/secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("X-LXD-uid") != "1000" || res.Header.Get("X-LXD-gid") != "1000" || res.Header.Get("X-LXD-mode") != "0600" {
+		t.Errorf("GET of the pushed file: %d %v", res.StatusCode, res.Header)
+	}
+	lxc.run("file", "delete", "c1/tmp/secret")
+	if r := d.Do("GET", "/1.0/instances/c1/files?path=/tmp/secret", nil); r.Status != 404 {
+		t.Errorf("GET after lxc file delete: %d", r.Status)
+	}
+	if out := lxc.refused("file", "delete", "c1/tmp/secret"); !strings.Contains(out, `"/tmp/secret" not found`) {
+		t.Errorf("lxc file delete of a missing file: %s", out)
+	}
+
+	if out := lxc.run("exec", "c1", "--env", "FOO=bar", "--", "sh", "-c", "echo $FOO"); out != "bar\n" {
+		t.Errorf("lxc exec --env FOO=bar: %q", out)
+	}
+	if out := lxc.run("exec", "c1", "--user", "1000", "--group", "1000", "--cwd", "/tmp", "--", "sh", "-c", "id -u; id -g; pwd"); out != "1000\n1000\n/tmp\n" {
+		t.Errorf("lxc exec --user 1000 --group 1000 --cwd /tmp: %q", out)
+	}
+	c := lxc.cmd("exec", "c1", "--", "false")
+	if err := c.Run(); err == nil || c.ProcessState.ExitCode() != 1 {
+		t.Errorf("lxc exec c1 -- false: %v", err)
+	}
+	// As under LXD, what a command creates is not private by default.
+	if out := lxc.run("exec", "c1", "--", "sh", "-c", "umask; mkdir /srv/u; stat -c %a /srv/u"); out != "0022\n755\n" {
+		t.Errorf("lxc exec's umask: %q", out)
+	}
+}
