@@ -383,3 +383,45 @@ func TestLXCClientFilesExec(t *testing.T) {
 		t.Errorf("lxc exec's umask: %q", out)
 	}
 }
+
+// TestLXCClientInitOptions: lxc init with -p and -c, an ephemeral launch
+// that lxc stop deletes, and the launches Moat refuses (privileged with
+// nesting, more CPUs than the host has), which leave nothing behind.
+func TestLXCClientInitOptions(t *testing.T) {
+	lxc := lxcLaunched(t)
+	d := lxc.d
+	for _, n := range []string{"c2", "c3", "c4", "c5"} {
+		t.Cleanup(func() { lxc.cmd("delete", "-f", n).Run() })
+	}
+	lxc.run("init", "bb", "c2", "-p", "default", "-c", "limits.memory=64MiB")
+	var c2 api.Instance
+	d.Do("GET", "/1.0/instances/c2", nil).Metadata(t, &c2)
+	if c2.Status != "Stopped" || c2.Config["limits.memory"] != "64MiB" || strings.Join(c2.Profiles, ",") != "default" {
+		t.Errorf("after lxc init -p default -c limits.memory=64MiB: %s %v %v", c2.Status, c2.Profiles, c2.Config)
+	}
+	lxc.run("start", "c2")
+	if out := lxc.run("exec", "c2", "--", "sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"); strings.TrimSpace(out) != "67108864" {
+		t.Errorf("c2's memory limit inside: %q", out)
+	}
+
+	lxc.run("launch", "bb", "c3", "--ephemeral")
+	mustContain(t, "lxc config show c3", lxc.run("config", "show", "c3"), "ephemeral: true")
+	lxc.run("stop", "c3")
+	if r := d.Do("GET", "/1.0/instances/c3", nil); r.Status != 404 {
+		t.Errorf("the ephemeral c3 after lxc stop: %d", r.Status)
+	}
+	if out := lxc.run("list", "--format=csv", "-c", "ns"); out != "c1,RUNNING\nc2,RUNNING\n" {
+		t.Errorf("lxc list after stopping the ephemeral c3:\n%s", out)
+	}
+
+	mustContain(t, "lxc launch -c security.privileged=true -c security.nesting=true",
+		lxc.refused("launch", "bb", "c4", "-c", "security.privileged=true", "-c", "security.nesting=true"),
+		"security.privileged=true together with security.nesting=true", "security.privileged.allow_nesting=true")
+	mustContain(t, "lxc launch -c limits.cpu=99", lxc.refused("launch", "bb", "c5", "-c", "limits.cpu=99"),
+		`"limits.cpu"`, "the host's online CPUs")
+	for _, n := range []string{"c4", "c5"} {
+		if r := d.Do("GET", "/1.0/instances/"+n, nil); r.Status != 404 {
+			t.Errorf("refused launch of %s left an instance: %d", n, r.Status)
+		}
+	}
+}
