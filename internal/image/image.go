@@ -490,6 +490,8 @@ func (x *extractor) refused(rel string, err error) error {
 		return fmt.Errorf("%w: a parent of %q is not a directory", ErrInvalid, x.name(rel))
 	case errors.Is(err, unix.EXDEV):
 		return fmt.Errorf("%w: %q escapes the image", ErrInvalid, x.name(rel))
+	case errors.Is(err, unix.ENAMETOOLONG):
+		return fmt.Errorf("%w: %q or its link target is longer than a file name or path may be", ErrInvalid, x.name(rel))
 	}
 	return fmt.Errorf("unpacking %q: %w", x.name(rel), err)
 }
@@ -664,6 +666,8 @@ func (x *extractor) link(rel, linkname string, pfd int, base string) error {
 		return bad("no such file was unpacked before it")
 	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EXDEV):
 		return bad("the target is a symlink or is reached through one")
+	case errors.Is(err, unix.ENAMETOOLONG):
+		return bad("the target's name is too long")
 	case err != nil:
 		return fmt.Errorf("unpacking %q: %w", x.name(rel), err)
 	}
