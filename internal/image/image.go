@@ -555,6 +555,9 @@ func (x *extractor) add(rel string, hdr *tar.Header, r io.Reader) error {
 	if hdr.Uid < 0 || hdr.Gid < 0 || hdr.Uid > idMax || hdr.Gid > idMax {
 		return fmt.Errorf("%w: %q has an invalid owner %d:%d", ErrInvalid, x.name(rel), hdr.Uid, hdr.Gid)
 	}
+	if isSparse(hdr) {
+		return fmt.Errorf("%w: %q is a sparse file, which an image may not hold", ErrInvalid, x.name(rel))
+	}
 	switch hdr.Typeflag {
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		// Skipped: a container's /dev comes from liblxc's autodev, and an
@@ -640,6 +643,19 @@ func (x *extractor) add(rel string, hdr *tar.Header, r io.Reader) error {
 	default: // tar.TypeLink
 		return x.link(rel, hdr.Linkname, pfd, base)
 	}
+}
+
+// isSparse reports a GNU sparse file in PAX form: archive/tar expands its
+// holes into zeros, and its declared size is unbounded, so a 2 KB upload
+// could have the daemon write terabytes. (The old GNU sparse type is
+// another Typeflag, which add skips.)
+func isSparse(hdr *tar.Header) bool {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // link makes rel a hard link to an already unpacked regular file of the

@@ -7,10 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -164,7 +166,71 @@ func unifiedSeeds(tb testing.TB) [][]byte {
 		{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3},
 	}
 	gz := out[1]
-	return append(out, gz[:len(gz)/2], gz[:len(gz)-8])
+	return append(out, gz[:len(gz)/2], gz[:len(gz)-8], sparseTar(tb, 64<<20))
+}
+
+// sparseTar is a unified image whose rootfs/big is a GNU sparse file
+// (PAX format 1.0) of realsize bytes, nearly all hole: archive/tar's
+// Writer cannot write one, so the headers are put together here.
+func sparseTar(tb testing.TB, realsize int64) []byte {
+	tb.Helper()
+	rec := func(k, v string) string {
+		s := " " + k + "=" + v + "\n"
+		for n := len(s) + 1; ; n++ {
+			if r := strconv.Itoa(n) + s; len(r) == n {
+				return r
+			}
+		}
+	}
+	pax := rec("GNU.sparse.major", "1") + rec("GNU.sparse.minor", "0") +
+		rec("GNU.sparse.name", "rootfs/big") + rec("GNU.sparse.realsize", strconv.FormatInt(realsize, 10))
+	// The 1.0 map opens the data: one block of 1 byte at the very end.
+	sparseMap := "1\n" + strconv.FormatInt(realsize-1, 10) + "\n1\n"
+	data := sparseMap + strings.Repeat("\x00", 512-len(sparseMap)) + "x"
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range []ent{reg("metadata.yaml", metaYAML, 0o644), reg("pax", pax, 0o644), reg("rootfs/big", data, 0o644)} {
+		h := e.Header
+		h.Size, h.Format = int64(len(e.body)), tar.FormatUSTAR
+		if err := tw.WriteHeader(&h); err != nil {
+			tb.Fatal(err)
+		}
+		tw.Write([]byte(e.body))
+	}
+	if err := tw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	// Turn the second entry into the PAX header of the third.
+	b := buf.Bytes()
+	hdr := b[1024 : 1024+512]
+	hdr[156] = tar.TypeXHeader
+	copy(hdr[148:156], "        ")
+	sum := 0
+	for _, c := range hdr {
+		sum += int(c)
+	}
+	copy(hdr[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+// TestSparseFileRefused: a sparse file is refused before anything is
+// written; archive/tar would expand its holes, and the declared size may
+// be up to 2^63 (here 64 MiB, which the unpacking used to write out from
+// a 3 KB upload).
+func TestSparseFileRefused(t *testing.T) {
+	testdaemon.RequireRoot(t)
+	parent, s, v := fuzzStore(t)
+	upload := sparseTar(t, 64<<20)
+	imp, err := s.ImportUnified(bytes.NewReader(upload), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), `"rootfs/big" is a sparse file`) {
+		t.Fatalf("sparse import: %+v, %v", imp, err)
+	}
+	outcome(t, parent, s, v, imp, err, upload, nil)
+	// The same archive with the sparse file as a plain one unpacks.
+	s2 := openStore(t)
+	if _, err := s2.ImportUnified(bytes.NewReader(seedTar(t, false, reg("metadata.yaml", metaYAML, 0o644), reg("rootfs/big", "x", 0o644))), nil, nil); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // FuzzImportUnified feeds arbitrary bytes to the unified-tarball import.
