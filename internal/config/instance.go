@@ -23,7 +23,7 @@ const ForcePrivilegedNesting = "security.privileged.allow_nesting"
 
 // Instance is the schema of instance and profile config. volatile.* keys
 // are declared here so they can be stored and read, but users never set
-// them (see CheckUserInstance).
+// or remove them (the daemon's instance config check refuses it).
 var Instance = NewSchema("instance", map[string]Key{
 	"security.privileged":        {Default: "false", Validate: Bool},
 	"security.nesting":           {Default: "false", Validate: Bool},

@@ -1,7 +1,9 @@
 package project
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -124,7 +126,9 @@ func cpuCount(v string) (int64, error) {
 	if !strings.ContainsAny(v, ",-") {
 		return strconv.ParseInt(v, 10, 64)
 	}
-	var n int64
+	// A cpuset may name a CPU twice ("0,0", "0-3,2-5"): count the union,
+	// merging the sorted ranges rather than listing CPUs.
+	var spans [][2]int64
 	for _, part := range strings.Split(v, ",") {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.ParseInt(lo, 10, 64)
@@ -133,11 +137,21 @@ func cpuCount(v string) (int64, error) {
 		}
 		b := a
 		if isRange {
-			if b, err = strconv.ParseInt(hi, 10, 64); err != nil {
+			if b, err = strconv.ParseInt(hi, 10, 64); err != nil || b < a {
 				return 0, fmt.Errorf("bad limits.cpu %q", v)
 			}
 		}
-		n += b - a + 1
+		spans = append(spans, [2]int64{a, b})
+	}
+	slices.SortFunc(spans, func(x, y [2]int64) int { return cmp.Compare(x[0], y[0]) })
+	var n int64
+	end := int64(-1) // last CPU counted so far
+	for _, s := range spans {
+		if s[1] <= end {
+			continue
+		}
+		n += s[1] - max(s[0], end+1) + 1
+		end = s[1]
 	}
 	return n, nil
 }
