@@ -517,7 +517,7 @@ func (s *execSession) run(ctx context.Context, event func()) (int, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			readerToWS(rd, s.conn(fd))
+			readerToWS(rd, s.conn(fd), s.lost)
 		}()
 	}
 	code, err := p.Wait()
@@ -560,7 +560,7 @@ func wsToWriter(c *websocket.Conn, w io.WriteCloser) error {
 
 // readerToWS sends what r yields as binary frames, then an empty text
 // frame (end of stream).
-func readerToWS(r io.Reader, c *websocket.Conn) {
+func readerToWS(r io.Reader, c *websocket.Conn, lost func(error)) {
 	if c == nil {
 		_, _ = io.Copy(io.Discard, r)
 		return
@@ -571,6 +571,12 @@ func readerToWS(r io.Reader, c *websocket.Conn) {
 		n, err := r.Read(buf)
 		if n > 0 {
 			if werr := c.Write(ctx, websocket.MessageBinary, buf[:n]); werr != nil {
+				// Nobody reads this output any more. A dropped client is
+				// reported (the command is killed, as for a failed read),
+				// and the rest is drained, so a command whose output
+				// goes nowhere never blocks on a full pipe.
+				lost(werr)
+				_, _ = io.Copy(io.Discard, r)
 				return
 			}
 		}
@@ -624,7 +630,7 @@ func (s *execSession) runPTY(ctx context.Context, event func()) (int, error) {
 		}
 	}()
 	done := make(chan struct{})
-	go func() { readerToWS(ptmx, c); close(done) }()
+	go func() { readerToWS(ptmx, c, s.lost); close(done) }()
 	code, err := p.Wait()
 	// Output still buffered in the pty reaches the client; EIO ends it.
 	select {
