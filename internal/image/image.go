@@ -645,11 +645,14 @@ func (x *extractor) add(rel string, hdr *tar.Header, r io.Reader) error {
 	}
 }
 
-// isSparse reports a GNU sparse file in PAX form: archive/tar expands its
-// holes into zeros, and its declared size is unbounded, so a 2 KB upload
-// could have the daemon write terabytes. (The old GNU sparse type is
-// another Typeflag, which add skips.)
+// isSparse reports a GNU sparse file, in PAX form or the old one (its own
+// Typeflag): archive/tar expands its holes into zeros, and its declared
+// size is unbounded, so a 2 KB upload could have the daemon write
+// terabytes.
 func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse { // the old GNU form
+		return true
+	}
 	for k := range hdr.PAXRecords {
 		if strings.HasPrefix(k, "GNU.sparse.") {
 			return true
