@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -203,6 +204,41 @@ func LimitsCPU(v string) error {
 		}
 	}
 	return nil
+}
+
+// CPUCount is how many CPUs a limits.cpu value grants: the count itself,
+// or the number of distinct CPUs a cpuset names ("0,0" and "0-3,2-5"
+// count each CPU once; the ranges are merged, never listed). "" is 0.
+func CPUCount(v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	if !strings.ContainsAny(v, ",-") {
+		n, ok := cpuNumber(v)
+		if !ok {
+			return 0, fmt.Errorf("bad limits.cpu %q", v)
+		}
+		return int64(n), nil
+	}
+	var spans [][2]int
+	for _, part := range strings.Split(v, ",") {
+		a, b, err := cpuRange(part)
+		if err != nil {
+			return 0, err
+		}
+		spans = append(spans, [2]int{a, b})
+	}
+	slices.SortFunc(spans, func(x, y [2]int) int { return cmp.Compare(x[0], y[0]) })
+	var n int64
+	end := -1 // the last CPU counted
+	for _, sp := range spans {
+		if sp[1] <= end {
+			continue
+		}
+		n += int64(sp[1] - max(sp[0], end+1) + 1)
+		end = sp[1]
+	}
+	return n, nil
 }
 
 // MinMemory is the smallest limits.memory accepted: below it not even init

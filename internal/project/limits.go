@@ -1,9 +1,7 @@
 package project
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -93,7 +91,7 @@ func Usage(projectCfg map[string]string, instances []Instance) (map[string]api.P
 	}
 	var cpu, mem, procs int64
 	for _, inst := range instances {
-		c, err := cpuCount(inst.Config["limits.cpu"])
+		c, err := config.CPUCount(inst.Config["limits.cpu"])
 		if err != nil {
 			return nil, fmt.Errorf("instance %q: %w", inst.Name, err)
 		}
@@ -115,45 +113,6 @@ func Usage(projectCfg map[string]string, instances []Instance) (map[string]api.P
 		out[k] = api.ProjectStateResource{Limit: l, Usage: v.usage}
 	}
 	return out, nil
-}
-
-// cpuCount is the number of CPUs an instance's limits.cpu grants: a count,
-// or the size of a CPU set.
-func cpuCount(v string) (int64, error) {
-	if v == "" {
-		return 0, nil
-	}
-	if !strings.ContainsAny(v, ",-") {
-		return strconv.ParseInt(v, 10, 64)
-	}
-	// A cpuset may name a CPU twice ("0,0", "0-3,2-5"): count the union,
-	// merging the sorted ranges rather than listing CPUs.
-	var spans [][2]int64
-	for _, part := range strings.Split(v, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.ParseInt(lo, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("bad limits.cpu %q", v)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.ParseInt(hi, 10, 64); err != nil || b < a {
-				return 0, fmt.Errorf("bad limits.cpu %q", v)
-			}
-		}
-		spans = append(spans, [2]int64{a, b})
-	}
-	slices.SortFunc(spans, func(x, y [2]int64) int { return cmp.Compare(x[0], y[0]) })
-	var n int64
-	end := int64(-1) // last CPU counted so far
-	for _, s := range spans {
-		if s[1] <= end {
-			continue
-		}
-		n += s[1] - max(s[0], end+1) + 1
-		end = s[1]
-	}
-	return n, nil
 }
 
 func memoryBytes(v string) (int64, error) {
