@@ -23,9 +23,10 @@ import (
 )
 
 // The tests of this file repeat one kind of request many times against one
-// daemon and check that what the daemon holds (descriptors, threads, child
+// daemon and check that what the daemon holds (descriptors, child
 // processes, mounts under its state directory, and the exec helper's
-// descriptors and children) comes back to where it was. Every request goes
+// descriptors and children) comes back to where it was; threads are
+// logged. Every request goes
 // through one HTTP client, so the connections the test itself keeps open
 // stay a small constant: a client per request would leave idle keep-alive
 // connections behind that are the test's, not the daemon's.
@@ -137,19 +138,17 @@ func snapshot(t *testing.T, d *testdaemon.Daemon) holdings {
 // Slack allowed between two snapshots: the runtime may start a thread or
 // keep a descriptor it opens lazily; a leak of one per round over the
 // rounds of a test is well above it.
-const (
-	fdSlack     = 4
-	threadSlack = 4
-)
+// fdSlack is the drift in descriptors allowed between snapshots. Threads
+// are logged, not checked: the Go runtime keeps the OS threads a burst of
+// blocking calls made (it never gives idle ones back), so their number
+// follows the busiest moment, not what is held.
+const fdSlack = 4
 
 // heldWithin reports why after is not within slack of before ("" if it is).
 func heldWithin(before, after holdings) string {
 	var why []string
 	if after.nfds > before.nfds+fdSlack {
 		why = append(why, fmt.Sprintf("descriptors %d -> %d", before.nfds, after.nfds))
-	}
-	if after.threads > before.threads+threadSlack {
-		why = append(why, fmt.Sprintf("threads %d -> %d", before.threads, after.threads))
 	}
 	if len(after.children) > len(before.children) {
 		why = append(why, fmt.Sprintf("children %v -> %v", before.children, after.children))
