@@ -334,7 +334,7 @@ func (r *leakRig) opEnded(t *testing.T, id string) api.Operation {
 }
 
 // TestDaemonLeaksNothing: each kind of request, repeated, leaves the
-// daemon's descriptors, threads, children and mounts (and forkexecd's
+// daemon's descriptors, children and mounts (and forkexecd's
 // descriptors and children) where they were: exec with and without
 // websockets, clients that vanish mid-command, the real lxc killed during
 // an exec, files, events, lists, hot-plug, images, start/stop/freeze,
