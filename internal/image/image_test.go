@@ -3,7 +3,6 @@ package image
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"os"
 	"path/filepath"
@@ -39,29 +38,10 @@ const metaYAML = "architecture: x86_64\ncreation_date: 1700000000\n"
 // withMeta.
 func tarball(t *testing.T, withMeta bool, entries ...ent) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
 	if withMeta {
 		entries = append([]ent{reg("metadata.yaml", metaYAML, 0o644)}, entries...)
 	}
-	for _, e := range entries {
-		h := e.Header
-		h.Size = int64(len(e.body))
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := gz.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return seedTar(t, true, entries...)
 }
 
 // victim is a host directory outside the store that attacks aim at.

@@ -167,14 +167,7 @@ func TestSplitImageUpload(t *testing.T) {
 		if !failed {
 			t.Errorf("%s: accepted (%d %s)", name, res.Status, res.Raw)
 		}
-		var list []string
-		d.Do("GET", "/1.0/images", nil).Metadata(t, &list)
-		if len(list) != 0 {
-			t.Fatalf("%s: refused upload listed: %v", name, list)
-		}
-		if files := imageFiles(t, d); len(files) != 0 {
-			t.Fatalf("%s: refused upload left files: %v", name, files)
-		}
+		storeEmpty(t, d, name+": refused upload")
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(d.Dir), "evil-split")); err == nil {
 		t.Fatal("a rootfs entry escaped the image directory")
